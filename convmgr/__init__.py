@@ -1,0 +1,3 @@
+"""convmgr: a conversation manager for LLM agents, served as JSON-RPC over stdio."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,5 @@
+"""`python -m convmgr`."""
+
+from convmgr.cli import main
+
+raise SystemExit(main())

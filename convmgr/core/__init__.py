@@ -1,0 +1,1 @@
+"""The conversation manager: conversations, turns, history; knows nothing of JSON-RPC."""

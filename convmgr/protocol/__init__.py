@@ -1,0 +1,1 @@
+"""Wire types of the convmgr protocol (pydantic models); imports nothing else of convmgr."""

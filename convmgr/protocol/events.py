@@ -1,0 +1,110 @@
+"""`conversation/event` notification types (PROTOCOL.md section 5)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from convmgr.protocol.base import WireModel
+
+
+class TurnStarted(WireModel):
+    """A turn began."""
+
+    type: Literal["turnStarted"] = "turnStarted"
+
+
+class AgentMessageDelta(WireModel):
+    """A piece of the reply."""
+
+    type: Literal["agentMessageDelta"] = "agentMessageDelta"
+    delta: str
+
+
+class ReasoningDelta(WireModel):
+    """A piece of the model's reasoning."""
+
+    type: Literal["reasoningDelta"] = "reasoningDelta"
+    delta: str
+
+
+class AgentMessage(WireModel):
+    """The whole reply: the authoritative text of the turn."""
+
+    type: Literal["agentMessage"] = "agentMessage"
+    text: str
+
+
+class TokenUsage(WireModel):
+    """Token counts reported for the turn."""
+
+    type: Literal["tokenUsage"] = "tokenUsage"
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class StreamError(WireModel):
+    """The provider failed; the turn is retried from the start."""
+
+    type: Literal["streamError"] = "streamError"
+    message: str
+    attempt: int
+    retry_in_ms: int
+
+
+class TurnComplete(WireModel):
+    """The turn ended normally."""
+
+    type: Literal["turnComplete"] = "turnComplete"
+    last_agent_message: str | None
+
+
+class TurnAborted(WireModel):
+    """The turn was stopped."""
+
+    type: Literal["turnAborted"] = "turnAborted"
+    reason: Literal["interrupted", "removed", "shutdown"]
+
+
+class TurnError(WireModel):
+    """Why a turn failed."""
+
+    message: str
+    code: str | None = None
+
+
+class TurnFailed(WireModel):
+    """The turn ended with an error."""
+
+    type: Literal["turnFailed"] = "turnFailed"
+    error: TurnError
+
+
+class ShutdownComplete(WireModel):
+    """The last event of a removed or shut-down conversation."""
+
+    type: Literal["shutdownComplete"] = "shutdownComplete"
+
+
+Event = Annotated[
+    TurnStarted
+    | AgentMessageDelta
+    | ReasoningDelta
+    | AgentMessage
+    | TokenUsage
+    | StreamError
+    | TurnComplete
+    | TurnAborted
+    | TurnFailed
+    | ShutdownComplete,
+    Field(discriminator="type"),
+]
+
+
+class ConversationEventParams(WireModel):
+    """Params of the `conversation/event` notification."""
+
+    conversation_id: str
+    seq: int = Field(ge=1)
+    turn_id: str | None
+    event: Event

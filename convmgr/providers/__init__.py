@@ -1,0 +1,1 @@
+"""Model providers: the interface, the built-in echo model, OpenAI-compatible HTTP."""

@@ -1,0 +1,101 @@
+"""The interface every model provider implements, and what its streams yield."""
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from convmgr.core.records import Item
+
+
+@dataclass(slots=True, frozen=True)
+class TurnRequest:
+    """What a provider needs to produce one reply."""
+
+    model: str
+    instructions: str | None
+    # Every item before this turn followed by this turn's user message. Empty
+    # when the provider declares needs_history False (only `input_text` is set).
+    history: Sequence[Item]
+    input_text: str
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class TextDelta:
+    """A piece of the reply."""
+
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning."""
+
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """Token counts for the turn (the last one yielded wins)."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+@dataclass(slots=True, frozen=True)
+class Retrying:
+    """The attempt failed and the provider starts over: what was streamed is void."""
+
+    message: str
+    attempt: int
+    retry_in_ms: int
+
+
+ProviderEvent = TextDelta | ReasoningDelta | Usage | Retrying
+
+
+class ProviderError(Exception):
+    """The turn cannot be completed; the message is safe to show (no secrets)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class Provider(Protocol):
+    """A model the manager can run turns against."""
+
+    @property
+    def name(self) -> str:
+        """The provider's configured name."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """`echo`, `openai-chat` or `openai-responses`."""
+        ...
+
+    @property
+    def default_model(self) -> str:
+        """The model used when a conversation names none."""
+        ...
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether stream() reads TurnRequest.history (it is loaded from the store if so)."""
+        ...
+
+    def stream(self, request: TurnRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream one reply; raise ProviderError when it cannot be had.
+
+        Cancellation (interrupt, remove, shutdown) arrives as anyio cancellation
+        and must close any network stream promptly.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,35 @@
+"""The built-in `echo` provider: an offline, deterministic model."""
+
+import re
+from collections.abc import AsyncIterator
+
+from anyio.lowlevel import checkpoint
+
+from convmgr.providers.base import ProviderEvent, TextDelta, TurnRequest, Usage
+
+# A word with the white space after it; the first match also takes any leading
+# white space, and white-space-only input is one match, so the deltas always
+# concatenate to exactly the input.
+_WORD = re.compile(r"\s*\S+\s*|\s+")
+
+
+class EchoProvider:
+    """Replies with the turn's input, one delta per word."""
+
+    name = "echo"
+    kind = "echo"
+    default_model = "echo"
+    needs_history = False
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[ProviderEvent]:
+        """Yield the input word by word, giving the loop a turn between words."""
+        count = 0
+        for match in _WORD.finditer(request.input_text):
+            # A checkpoint per word lets an interrupt land within one word.
+            await checkpoint()
+            count += 1
+            yield TextDelta(match.group())
+        yield Usage(input_tokens=count, output_tokens=count, total_tokens=2 * count)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

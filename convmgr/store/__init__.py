@@ -1,0 +1,1 @@
+"""Conversation persistence: the store interface and its implementations."""

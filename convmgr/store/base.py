@@ -1,0 +1,66 @@
+"""The interface every conversation store implements."""
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from convmgr.core.records import ConversationRecord, Item
+
+
+class ConversationStore(Protocol):
+    """Where conversations and their history live.
+
+    The store is the source of truth for history: a loaded conversation keeps
+    only its record in memory. Ephemeral conversations are never given to it.
+    """
+
+    @property
+    def persistent(self) -> bool:
+        """Whether conversations outlive the process."""
+        ...
+
+    async def open(self) -> None:
+        """Prepare the store for use (create files, run migrations)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush pending writes and release every lease this process holds."""
+        ...
+
+    async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
+        """Store a new conversation with its initial history; ConversationExists if taken."""
+        ...
+
+    async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
+        """Append one turn's items and save the record's summary, in one transaction."""
+        ...
+
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        """The stored record, or None."""
+        ...
+
+    async def read_items(
+        self, conversation_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Item]:
+        """History items [offset, offset + limit) in order; all from offset when limit is None."""
+        ...
+
+    async def list(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """A page of records, newest updated_at first, and the cursor of the next page.
+
+        Raises ValueError for a cursor this store did not make.
+        """
+        ...
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Delete a conversation and its history; whether it existed."""
+        ...
+
+    async def acquire(self, conversation_id: str) -> None:
+        """Take this process's lease on a conversation; ConversationLocked if another has it."""
+        ...
+
+    async def release(self, conversation_id: str) -> None:
+        """Give up this process's lease on a conversation."""
+        ...

@@ -1,0 +1,111 @@
+"""The in-memory store (`--no-store`): conversations last as long as the process."""
+
+import base64
+import bisect
+from collections.abc import Sequence
+from dataclasses import replace
+
+from convmgr.core.errors import ConversationExists
+from convmgr.core.records import ConversationRecord, Item
+
+
+def encode_cursor(updated_at: str, conversation_id: str) -> str:
+    """An opaque keyset cursor: the sort key of the last record of a page."""
+    raw = f"{updated_at}\x00{conversation_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The sort key inside a cursor; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        updated_at, conversation_id = raw.split("\x00")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    return updated_at, conversation_id
+
+
+class MemoryStore:
+    """Records and history in dicts; pages are cut from a sorted index."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, ConversationRecord] = {}
+        self._items: dict[str, list[Item]] = {}
+        # (updated_at, id) ascending; listing walks it from the end.
+        self._order: list[tuple[str, str]] = []
+
+    @property
+    def persistent(self) -> bool:
+        """Memory dies with the process."""
+        return False
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
+
+    async def close(self) -> None:
+        """Nothing to flush."""
+
+    async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
+        """Store a new conversation."""
+        if record.conversation_id in self._records:
+            raise ConversationExists(record.conversation_id)
+        self._records[record.conversation_id] = replace(record)
+        self._items[record.conversation_id] = list(items)
+        bisect.insort(self._order, (record.updated_at, record.conversation_id))
+
+    async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
+        """Append a turn's items and update the summary."""
+        old = self._records.get(record.conversation_id)
+        if old is None:
+            return
+        self._unindex(old)
+        self._items[record.conversation_id].extend(items)
+        self._records[record.conversation_id] = replace(record)
+        bisect.insort(self._order, (record.updated_at, record.conversation_id))
+
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        """A copy of the stored record."""
+        record = self._records.get(conversation_id)
+        return None if record is None else replace(record)
+
+    async def read_items(
+        self, conversation_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Item]:
+        """A slice of the history."""
+        items = self._items.get(conversation_id, [])
+        end = None if limit is None else offset + limit
+        return items[offset:end]
+
+    async def list(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """Newest first, after the cursor's key."""
+        end = len(self._order)
+        if cursor is not None:
+            end = bisect.bisect_left(self._order, decode_cursor(cursor))
+        start = max(0, end - limit)
+        keys = self._order[start:end][::-1]
+        page = [replace(self._records[cid]) for _, cid in keys]
+        next_cursor = encode_cursor(*keys[-1]) if start > 0 and keys else None
+        return page, next_cursor
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Forget a conversation."""
+        record = self._records.pop(conversation_id, None)
+        if record is None:
+            return False
+        self._unindex(record)
+        del self._items[conversation_id]
+        return True
+
+    async def acquire(self, conversation_id: str) -> None:
+        """One process: nothing to lock."""
+
+    async def release(self, conversation_id: str) -> None:
+        """One process: nothing to unlock."""
+
+    def _unindex(self, record: ConversationRecord) -> None:
+        key = (record.updated_at, record.conversation_id)
+        index = bisect.bisect_left(self._order, key)
+        if index < len(self._order) and self._order[index] == key:
+            del self._order[index]
