@@ -1,0 +1,151 @@
+"""The `convmgr` command line: serve (default), schema, export, import, --version."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from convmgr import __version__
+
+log = logging.getLogger("convmgr")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags: one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"convmgr: {message} (see convmgr --help)\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0: {text}")
+    return value
+
+
+def _add_store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file of stored conversations "
+        "(default: conversations.sqlite3 in $CONVMGR_HOME or the user data directory)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(
+        prog="convmgr",
+        description="A conversation manager for LLM agents: JSON-RPC 2.0 over stdio.",
+    )
+    parser.add_argument("--version", action="version", version=f"convmgr {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the stdio JSON-RPC server (the default)")
+    for target in (parser, serve):
+        target.add_argument(
+            "--framing",
+            choices=("auto", "ndjson", "lsp"),
+            default="auto",
+            help="message framing on stdin/stdout (default: auto, from the first byte)",
+        )
+        target.add_argument(
+            "--config", type=Path, metavar="PATH", help="provider configuration (TOML)"
+        )
+        _add_store_flags(target)
+        target.add_argument(
+            "--no-store", action="store_true", help="keep conversations in memory only"
+        )
+        target.add_argument(
+            "--max-message-bytes",
+            type=_positive_int,
+            default=16 << 20,
+            metavar="N",
+            help="largest accepted message (default: 16 MiB)",
+        )
+        target.add_argument(
+            "--drain-timeout",
+            type=_seconds,
+            default=60.0,
+            metavar="SECONDS",
+            help="at end of input, how long running turns may take to finish (default: 60)",
+        )
+        target.add_argument(
+            "--max-conversations",
+            type=_positive_int,
+            metavar="N",
+            help="most conversations loaded at once (default: no limit)",
+        )
+        target.add_argument(
+            "--log-level",
+            default="warning",
+            choices=("debug", "info", "warning", "error"),
+            help="stderr log level (default: warning)",
+        )
+        target.add_argument("--log-file", type=Path, metavar="PATH", help="log here, not stderr")
+
+    schema = commands.add_parser("schema", help="write the protocol's JSON Schemas")
+    schema.add_argument("--out", type=Path, required=True, metavar="DIR")
+
+    export = commands.add_parser("export", help="print a stored conversation as JSON lines")
+    export.add_argument("conversation_id", metavar="ID")
+    _add_store_flags(export)
+
+    imp = commands.add_parser("import", help="load a conversation from JSON lines")
+    imp.add_argument("file", type=Path, metavar="FILE", help="a file, or - for stdin")
+    _add_store_flags(imp)
+    return parser
+
+
+def _setup_logging(level: str, log_file: Path | None) -> None:
+    handler: logging.Handler
+    if log_file is not None:
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convmgr %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # The Endpoint logs every error response with a traceback; we log our own.
+    logging.getLogger("pylsp_jsonrpc").setLevel(
+        logging.DEBUG if level == "debug" else logging.CRITICAL
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "serve":
+        _setup_logging(args.log_level, args.log_file)
+        from convmgr.serve import serve_stdio
+
+        return serve_stdio(args)
+    _setup_logging("warning", None)
+    if command == "schema":
+        from convmgr.protocol.schema import write_schemas
+
+        for path in write_schemas(args.out):
+            sys.stderr.write(f"wrote {path}\n")
+        return 0
+    from convmgr.transfer_cli import export_command, import_command
+
+    if command == "export":
+        return export_command(args.store, args.conversation_id)
+    return import_command(args.store, args.file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,470 @@
+"""ConversationManager: new / get / remove / fork / resume conversations and run their turns."""
+
+import logging
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from convmgr.core.conversation import Conversation, EventSink, Turn
+from convmgr.core.errors import (
+    ConversationBusy,
+    ConversationExists,
+    ConversationNotFound,
+    Overloaded,
+)
+from convmgr.core.history import truncate_after_dropping_last_messages
+from convmgr.core.records import (
+    ConversationRecord,
+    Item,
+    message_item,
+    preview_of,
+    utc_now,
+)
+from convmgr.core.settings import ConversationSettings, TurnSettings
+from convmgr.providers.base import (
+    ProviderError,
+    ReasoningDelta,
+    Retrying,
+    TextDelta,
+    TurnRequest,
+    Usage,
+)
+from convmgr.providers.registry import ProviderRegistry
+from convmgr.store.base import ConversationStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class ConversationView:
+    """A conversation as seen by a client: its record and whether it is live."""
+
+    record: ConversationRecord
+    loaded: bool
+    running: bool
+
+
+class ConversationManager:
+    """Owns the loaded conversations and the tasks of their turns.
+
+    Use as an async context manager: turns run in its task group.
+    """
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        providers: ProviderRegistry,
+        sink: EventSink,
+        *,
+        max_conversations: int | None = None,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self._sink = sink
+        self._max_conversations = max_conversations
+        self._loaded: dict[str, Conversation] = {}
+        # Ids being created or resumed right now: taken, but not loaded yet.
+        self._reserved: set[str] = set()
+        self._task_group: TaskGroup | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> "ConversationManager":
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        if exc_type is not None:
+            self.abort_all("shutdown")
+        return await self._task_group.__aexit__(exc_type, exc, tb)
+
+    # --- lookups ------------------------------------------------------------
+
+    def loaded(self, conversation_id: str) -> Conversation | None:
+        """The loaded conversation with that id, if any."""
+        return self._loaded.get(conversation_id)
+
+    @property
+    def loaded_count(self) -> int:
+        """How many conversations are in memory."""
+        return len(self._loaded)
+
+    @property
+    def running_count(self) -> int:
+        """How many turns are running."""
+        return sum(1 for conv in self._loaded.values() if conv.turn is not None)
+
+    def view(self, conv: Conversation) -> ConversationView:
+        """A loaded conversation's client view."""
+        return ConversationView(conv.record, True, conv.turn is not None)
+
+    async def get_conversation(self, conversation_id: str) -> ConversationView:
+        """A loaded or stored conversation; ConversationNotFound otherwise."""
+        conv = self._loaded.get(conversation_id)
+        if conv is not None:
+            return self.view(conv)
+        record = await self.store.get(conversation_id)
+        if record is None:
+            raise ConversationNotFound(conversation_id)
+        return ConversationView(record, False, False)
+
+    async def read_history(
+        self, conversation_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Item]:
+        """A slice of a conversation's completed history."""
+        conv = self._loaded.get(conversation_id)
+        if conv is not None and conv.items is not None:
+            end = None if limit is None else offset + limit
+            return conv.items[offset:end]
+        return await self.store.read_items(conversation_id, offset, limit)
+
+    async def list_conversations(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[ConversationView], str | None]:
+        """A page of stored conversations, newest first, with live state laid over."""
+        records, next_cursor = await self.store.list(cursor, limit)
+        views = []
+        for record in records:
+            conv = self._loaded.get(record.conversation_id)
+            views.append(
+                self.view(conv) if conv is not None else ConversationView(record, False, False)
+            )
+        return views, next_cursor
+
+    # --- creation -------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A fresh conversation id."""
+        return str(uuid.uuid4())
+
+    async def new_conversation(
+        self, conversation_id: str | None, settings: ConversationSettings
+    ) -> ConversationRecord:
+        """Create and load a conversation with an empty history."""
+        return await self._create(conversation_id, settings, [], forked_from=None)
+
+    async def fork_conversation(
+        self,
+        source_id: str | None,
+        history: Sequence[Item] | None,
+        drop_last_messages: int,
+        overrides: ConversationSettings,
+        new_id: str | None,
+    ) -> ConversationRecord:
+        """Create a conversation from a source's completed history (or a given one)."""
+        base = ConversationSettings()
+        if source_id is not None:
+            source = await self.get_conversation(source_id)
+            rec = source.record
+            base = ConversationSettings(
+                provider=rec.provider,
+                model=rec.model,
+                instructions=rec.instructions,
+                cwd=rec.cwd,
+                metadata=rec.metadata,
+                ephemeral=rec.ephemeral,
+                temperature=rec.temperature,
+                max_output_tokens=rec.max_output_tokens,
+            )
+            history = await self.read_history(source_id)
+        items = truncate_after_dropping_last_messages(history or [], drop_last_messages)
+        return await self._create(new_id, base.overlay(overrides), items, forked_from=source_id)
+
+    async def resume_conversation(
+        self, conversation_id: str, overrides: ConversationSettings
+    ) -> ConversationRecord:
+        """Load a stored conversation under its id (as it is when already loaded)."""
+        conv = self._loaded.get(conversation_id)
+        if conv is not None:
+            return conv.record
+        self._check_capacity(conversation_id)
+        self._reserved.add(conversation_id)
+        try:
+            record = await self.store.get(conversation_id)
+            if record is None:
+                raise ConversationNotFound(conversation_id)
+            await self.store.acquire(conversation_id)
+            if overrides.provider is not None:
+                self.providers.get(overrides.provider)
+                record.provider = overrides.provider
+                record.model = self.providers.get(overrides.provider).default_model
+            for name in ("model", "instructions", "cwd", "metadata", "temperature"):
+                if getattr(overrides, name) is not None:
+                    setattr(record, name, getattr(overrides, name))
+            if overrides.max_output_tokens is not None:
+                record.max_output_tokens = overrides.max_output_tokens
+            self._loaded[conversation_id] = Conversation(record, self._sink)
+        finally:
+            self._reserved.discard(conversation_id)
+        return record
+
+    def _check_capacity(self, conversation_id: str) -> None:
+        if conversation_id in self._loaded or conversation_id in self._reserved:
+            raise ConversationExists(conversation_id)
+        limit = self._max_conversations
+        if limit is not None and len(self._loaded) + len(self._reserved) >= limit:
+            raise Overloaded(
+                f"too many loaded conversations (--max-conversations {limit})",
+                {"limit": limit},
+            )
+
+    async def _create(
+        self,
+        conversation_id: str | None,
+        settings: ConversationSettings,
+        items: list[Item],
+        forked_from: str | None,
+    ) -> ConversationRecord:
+        if conversation_id is None:
+            conversation_id = self.new_id()
+        self._check_capacity(conversation_id)
+        provider = self.providers.get(settings.provider)
+        now = utc_now()
+        record = ConversationRecord(
+            conversation_id=conversation_id,
+            provider=provider.name,
+            model=settings.model or provider.default_model,
+            instructions=settings.instructions,
+            cwd=settings.cwd,
+            metadata=settings.metadata,
+            ephemeral=bool(settings.ephemeral),
+            temperature=settings.temperature,
+            max_output_tokens=settings.max_output_tokens,
+            created_at=now,
+            updated_at=now,
+            forked_from=forked_from,
+            history_length=len(items),
+            preview=preview_of(items),
+        )
+        self._reserved.add(conversation_id)
+        try:
+            if record.ephemeral:
+                conv = Conversation(record, self._sink, items)
+            else:
+                # A stored conversation with this id that is not loaded also counts as taken.
+                await self.store.create(record, items)
+                await self.store.acquire(conversation_id)
+                conv = Conversation(replace(record), self._sink)
+            self._loaded[conversation_id] = conv
+        finally:
+            self._reserved.discard(conversation_id)
+        return conv.record
+
+    # --- removal ----------------------------------------------------------------
+
+    async def remove_conversation(self, conversation_id: str, delete_history: bool) -> bool:
+        """End a loaded conversation (abort its turn, then shutdownComplete) and free it."""
+        conv = self._loaded.get(conversation_id)
+        if conv is None:
+            return await self.store.delete(conversation_id) if delete_history else False
+        await self._close(conv, "removed")
+        if not conv.record.ephemeral:
+            await self.store.release(conversation_id)
+            if delete_history:
+                await self.store.delete(conversation_id)
+        return True
+
+    async def _close(self, conv: Conversation, reason: str) -> None:
+        turn = conv.turn
+        if turn is not None:
+            turn.abort(reason)
+            await turn.done.wait()
+        if self._loaded.get(conv.conversation_id) is conv:
+            del self._loaded[conv.conversation_id]
+            conv.emit(None, {"type": "shutdownComplete"})
+
+    def abort_all(self, reason: str) -> None:
+        """Abort every running turn."""
+        for conv in self._loaded.values():
+            if conv.turn is not None:
+                conv.turn.abort(reason)
+
+    async def close_all(self, reason: str = "shutdown") -> None:
+        """Abort every turn and end every loaded conversation; no new turns start after."""
+        self._closed = True
+        self.abort_all(reason)
+        for conv in list(self._loaded.values()):
+            await self._close(conv, reason)
+
+    async def drain(self, timeout: float) -> None:
+        """Let running turns finish for up to `timeout` seconds, then close everything."""
+        self._closed = True
+        with anyio.move_on_after(timeout if math.isfinite(timeout) else None):
+            for conv in list(self._loaded.values()):
+                if conv.turn is not None:
+                    await conv.turn.done.wait()
+        await self.close_all("shutdown")
+
+    # --- turns --------------------------------------------------------------------
+
+    def interrupt(self, conversation_id: str) -> bool:
+        """Abort the running turn; whether there was one."""
+        conv = self._require(conversation_id)
+        if conv.turn is None or conv.turn.scope.cancel_called:
+            return False
+        conv.turn.abort("interrupted")
+        return True
+
+    def send_user_turn(
+        self, conversation_id: str, texts: Sequence[str], settings: TurnSettings
+    ) -> str:
+        """Start a turn; its events follow. Returns the turn id.
+
+        The turn's task only starts once the caller yields to the event loop,
+        so the caller can queue its response before the turn's first event.
+        """
+        conv = self._require(conversation_id)
+        if conv.turn is not None:
+            raise ConversationBusy(conversation_id)
+        if self._closed:
+            raise Overloaded("the server is shutting down")
+        self.providers.get(conv.record.provider)  # fails early if it was unconfigured
+        turn = Turn(str(uuid.uuid4()))
+        conv.turn = turn
+        input_text = "\n".join(texts)
+        request = TurnRequest(
+            model=settings.model or conv.record.model,
+            instructions=conv.record.instructions,
+            history=(),
+            input_text=input_text,
+            temperature=settings.temperature
+            if settings.temperature is not None
+            else conv.record.temperature,
+            max_output_tokens=settings.max_output_tokens or conv.record.max_output_tokens,
+        )
+        assert self._task_group is not None
+        self._task_group.start_soon(
+            self._run_turn, conv, turn, request, name=f"turn {turn.turn_id}"
+        )
+        return turn.turn_id
+
+    def _require(self, conversation_id: str) -> Conversation:
+        conv = self._loaded.get(conversation_id)
+        if conv is None:
+            raise ConversationNotFound(conversation_id)
+        return conv
+
+    async def _run_turn(self, conv: Conversation, turn: Turn, request: TurnRequest) -> None:
+        turn_id = turn.turn_id
+        sink = self._sink
+        provider = self.providers.get(conv.record.provider)
+        user_item = message_item("user", request.input_text)
+        text: list[str] = []
+        reasoning: list[str] = []
+        usage: Usage | None = None
+        failure: dict[str, Any] | None = None
+        conv.emit(turn_id, {"type": "turnStarted"})
+        with turn.scope:
+            try:
+                if provider.needs_history:
+                    prior = await self.read_history(conv.conversation_id)
+                    request = replace(request, history=[*prior, user_item])
+                async for event in provider.stream(request):
+                    if type(event) is TextDelta:
+                        text.append(event.text)
+                        await sink.wait_ready()
+                        conv.emit(turn_id, {"type": "agentMessageDelta", "delta": event.text})
+                    elif type(event) is ReasoningDelta:
+                        reasoning.append(event.text)
+                        await sink.wait_ready()
+                        conv.emit(turn_id, {"type": "reasoningDelta", "delta": event.text})
+                    elif type(event) is Usage:
+                        usage = event
+                    elif type(event) is Retrying:
+                        # The failed attempt's deltas are void: start the text over.
+                        text.clear()
+                        reasoning.clear()
+                        conv.emit(
+                            turn_id,
+                            {
+                                "type": "streamError",
+                                "message": event.message,
+                                "attempt": event.attempt,
+                                "retryInMs": event.retry_in_ms,
+                            },
+                        )
+            except ProviderError as exc:
+                failure = {"message": exc.message}
+                if exc.code is not None:
+                    failure["code"] = exc.code
+            except Exception:
+                log.exception("turn %s of %s failed", turn_id, conv.conversation_id)
+                failure = {"message": "internal error in the turn", "code": "internal"}
+        # Saving and the terminal event must happen even while being cancelled.
+        with anyio.CancelScope(shield=True):
+            await self._finish_turn(conv, turn, user_item, text, reasoning, usage, failure)
+
+    async def _finish_turn(
+        self,
+        conv: Conversation,
+        turn: Turn,
+        user_item: Item,
+        text: list[str],
+        reasoning: list[str],
+        usage: Usage | None,
+        failure: dict[str, Any] | None,
+    ) -> None:
+        reply = "".join(text)
+        items: list[Item] = [user_item]
+        finals: list[dict[str, Any]]
+        if turn.scope.cancelled_caught or (turn.scope.cancel_called and failure is None):
+            # What the client already saw of an aborted reply is kept.
+            if reasoning:
+                items.append({"type": "reasoning", "text": "".join(reasoning)})
+            if reply:
+                items.append(message_item("assistant", reply))
+            finals = [{"type": "turnAborted", "reason": turn.abort_reason}]
+        elif failure is not None:
+            finals = [{"type": "turnFailed", "error": failure}]
+        else:
+            if reasoning:
+                items.append({"type": "reasoning", "text": "".join(reasoning)})
+            items.append(message_item("assistant", reply))
+            finals = [{"type": "agentMessage", "text": reply}]
+            if usage is not None:
+                finals.append(
+                    {
+                        "type": "tokenUsage",
+                        "inputTokens": usage.input_tokens,
+                        "outputTokens": usage.output_tokens,
+                        "totalTokens": usage.total_tokens,
+                    }
+                )
+            finals.append({"type": "turnComplete", "lastAgentMessage": reply})
+        record = conv.record
+        old = (record.updated_at, record.history_length, record.last_seq, record.preview)
+        record.updated_at = utc_now()
+        record.history_length += len(items)
+        record.last_seq = conv.seq + len(finals)
+        if record.preview is None:
+            record.preview = preview_of(items)
+        try:
+            if conv.items is not None:
+                conv.items.extend(items)
+            else:
+                await self.store.commit_turn(record, items)
+        except Exception as exc:
+            log.exception("could not save turn %s of %s", turn.turn_id, conv.conversation_id)
+            record.updated_at, record.history_length, record.last_seq, record.preview = old
+            finals = [
+                {
+                    "type": "turnFailed",
+                    "error": {"message": f"could not save the turn: {exc}", "code": "store"},
+                }
+            ]
+        for event in finals:
+            conv.emit(turn.turn_id, event)
+        conv.turn = None
+        turn.done.set()

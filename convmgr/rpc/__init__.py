@@ -1,0 +1,1 @@
+"""JSON-RPC over stdio: framing, validation, the connection; knows nothing of conversations."""

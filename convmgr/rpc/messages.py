@@ -1,0 +1,70 @@
+"""Classifying incoming JSON values before they reach python-lsp-jsonrpc's Endpoint.
+
+The Endpoint silently drops messages without "jsonrpc", batches and bad shapes,
+and raises on some; everything it sees has been checked here first.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+RequestId = int | str | None
+
+_NO_ID = object()
+
+
+@dataclass(slots=True, frozen=True)
+class Invalid:
+    """Not a valid request, notification or response: answer -32600."""
+
+    id: RequestId
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Valid:
+    """A well-formed message; kind is "request", "notification" or "response"."""
+
+    kind: str
+    message: dict[str, Any]
+
+
+def _valid_id(value: Any) -> bool:
+    # bool is an int in Python but not a JSON-RPC id; fractional numbers are not allowed.
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int) and not isinstance(value, bool))
+    )
+
+
+def classify(value: Any) -> Valid | Invalid:
+    """Check one JSON value against JSON-RPC 2.0 (with "jsonrpc" optional)."""
+    if not isinstance(value, dict):
+        return Invalid(None, "a message must be a JSON object")
+    raw_id = value.get("id", _NO_ID)
+    has_id = raw_id is not _NO_ID
+    msg_id: RequestId = raw_id if has_id and _valid_id(raw_id) else None
+    if has_id and not _valid_id(raw_id):
+        return Invalid(None, "id must be a string, an integer or null")
+    version = value.get("jsonrpc", "2.0")
+    if version != "2.0":
+        return Invalid(msg_id, 'jsonrpc must be "2.0"')
+    if "method" in value:
+        if not isinstance(value["method"], str):
+            return Invalid(msg_id, "method must be a string")
+        params = value.get("params")
+        if "params" in value and not isinstance(params, dict | list):
+            return Invalid(msg_id, "params must be an object or an array")
+        if "result" in value or "error" in value:
+            return Invalid(msg_id, "a request cannot carry result or error")
+        value["jsonrpc"] = "2.0"
+        return Valid("request" if has_id else "notification", value)
+    if has_id and (("result" in value) != ("error" in value)):
+        error = value.get("error")
+        if "error" in value and not (
+            isinstance(error, dict) and isinstance(error.get("code"), int)
+        ):
+            return Invalid(msg_id, "error must be an object with an integer code")
+        value["jsonrpc"] = "2.0"
+        return Valid("response", value)
+    return Invalid(msg_id, "not a request, notification or response")

@@ -1,0 +1,115 @@
+"""`convmgr serve`: wire the store, the providers, the manager and the stdio connection."""
+
+import argparse
+import fcntl
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import anyio
+
+from convmgr.core.manager import ConversationManager
+from convmgr.providers.registry import ProviderRegistry
+from convmgr.rpc.connection import Connection
+from convmgr.server import EventWriter, ServeOptions, Server
+from convmgr.store.base import ConversationStore
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The server cannot start: a one-line reason for stderr (exit status 2)."""
+
+
+@contextmanager
+def protected_stdio() -> Iterator[tuple[int, int]]:
+    """The protocol's own stdin/stdout fds, non-blocking; fd 1 and sys.stdout go to stderr.
+
+    A stray print() or a library writing to fd 1 lands on stderr and cannot
+    corrupt the protocol stream.
+    """
+    sys.stdout.flush()
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    in_fd = 0
+    saved = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (in_fd, out_fd)}
+    for fd, flags in saved.items():
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        yield in_fd, out_fd
+    finally:
+        # The descriptions may be shared with the parent shell: leave them as found.
+        for fd, flags in saved.items():
+            with suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        os.close(out_fd)
+
+
+def open_store(args: argparse.Namespace) -> ConversationStore:
+    """The store the flags ask for (SQLite by default)."""
+    if args.no_store:
+        from convmgr.store.memory import MemoryStore
+
+        return MemoryStore()
+    from convmgr.store.paths import default_store_path
+    from convmgr.store.sqlite import SqliteStore
+
+    return SqliteStore(args.store or default_store_path())
+
+
+def load_providers(args: argparse.Namespace) -> ProviderRegistry:
+    """The providers of the configuration file (echo only when there is none)."""
+    from convmgr.providers.config import ConfigError, load_registry
+
+    try:
+        return load_registry(args.config)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
+    """The whole life of a stdio session."""
+    providers = load_providers(args)
+    store = open_store(args)
+    try:
+        await store.open()
+    except Exception as exc:
+        from convmgr.store.sqlite import StoreOpenError
+
+        if isinstance(exc, StoreOpenError):
+            raise StartupError(str(exc)) from None
+        raise
+    framing = None if args.framing == "auto" else args.framing
+    conn = Connection(in_fd, out_fd, framing=framing, max_message_bytes=args.max_message_bytes)
+    options = ServeOptions(drain_timeout=args.drain_timeout)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.outbound.run)
+            async with ConversationManager(
+                store, providers, EventWriter(conn), max_conversations=args.max_conversations
+            ) as manager:
+                server = Server(conn, manager, providers, store, options)
+                tg.start_soon(server.watch_signals)
+                tg.start_soon(server.read_until_eof, tg)
+                await server.stop.wait()
+                await server.finish()
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await providers.aclose()
+
+
+def serve_stdio(args: argparse.Namespace) -> int:
+    """Run the server on this process's stdin/stdout; the exit status."""
+    try:
+        with protected_stdio() as (in_fd, out_fd):
+            anyio.run(run_server, args, in_fd, out_fd)
+    except StartupError as exc:
+        sys.stderr.write(f"convmgr: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0

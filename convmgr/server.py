@@ -1,0 +1,388 @@
+"""The method table: protocol methods to manager calls, and the server's lifecycle."""
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, ValidationError
+
+from convmgr import __version__
+from convmgr.core.errors import (
+    ConversationBusy,
+    ConversationError,
+    ConversationExists,
+    ConversationLocked,
+    ConversationNotFound,
+    InvalidArgument,
+    Overloaded,
+)
+from convmgr.core.manager import ConversationManager
+from convmgr.core.settings import ConversationSettings, TurnSettings
+from convmgr.protocol import methods as m
+from convmgr.protocol.errors import ErrorCode
+from convmgr.providers.registry import ProviderRegistry
+from convmgr.rpc.connection import Connection, Deferred
+from convmgr.rpc.errors import RpcError
+from convmgr.store.base import ConversationStore
+from convmgr.translate import conversation_info, session_configured, settings_of
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=BaseModel)
+
+_ERROR_CODES: dict[type[ConversationError], ErrorCode] = {
+    ConversationNotFound: ErrorCode.CONVERSATION_NOT_FOUND,
+    ConversationBusy: ErrorCode.CONVERSATION_BUSY,
+    ConversationExists: ErrorCode.CONVERSATION_EXISTS,
+    ConversationLocked: ErrorCode.CONVERSATION_LOCKED,
+    Overloaded: ErrorCode.OVERLOADED,
+    InvalidArgument: ErrorCode.INVALID_PARAMS,
+}
+
+
+@dataclass(slots=True)
+class ServeOptions:
+    """What `convmgr serve` was asked for."""
+
+    drain_timeout: float = 60.0
+    signal_flush_timeout: float = 0.5
+
+
+def parse(model: type[P], params: Any) -> P:
+    """Validate params with a pydantic model; -32602 listing the errors when they don't fit."""
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise RpcError(ErrorCode.INVALID_PARAMS, "params must be an object")
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        first = errors[0]
+        where = ".".join(str(part) for part in first["loc"]) or "params"
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS,
+            f"invalid params: {where}: {first['msg']}",
+            {"errors": errors},
+        ) from None
+
+
+def rpc_error(exc: ConversationError) -> RpcError:
+    """The JSON-RPC error for a manager error."""
+    return RpcError(_ERROR_CODES.get(type(exc), ErrorCode.INTERNAL_ERROR), exc.message, exc.data)
+
+
+class EventWriter:
+    """The manager's event sink: conversation/event notifications on the connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._outbound = connection.outbound
+
+    def emit(
+        self, conversation_id: str, seq: int, turn_id: str | None, event: dict[str, Any]
+    ) -> None:
+        """Queue a conversation/event notification."""
+        self._outbound.send(
+            {
+                "jsonrpc": "2.0",
+                "method": "conversation/event",
+                "params": {
+                    "conversationId": conversation_id,
+                    "seq": seq,
+                    "turnId": turn_id,
+                    "event": event,
+                },
+            }
+        )
+
+    async def wait_ready(self) -> None:
+        """Backpressure: wait while the client is behind."""
+        await self._outbound.wait_ready()
+
+
+class Server:
+    """Binds the protocol's methods to a ConversationManager over a Connection."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        manager: ConversationManager,
+        providers: ProviderRegistry,
+        store: ConversationStore,
+        options: ServeOptions,
+    ) -> None:
+        self.conn = connection
+        self.manager = manager
+        self.providers = providers
+        self.store = store
+        self.options = options
+        self.initialized = False
+        self.shut_down = False
+        self.stop = anyio.Event()
+        self.stop_reason = ""
+        self._drain_scope: anyio.CancelScope | None = None
+        self._reader_scope = anyio.CancelScope()
+        self._register()
+
+    # --- registration -------------------------------------------------------------
+
+    def _register(self) -> None:
+        table: dict[str, Callable[[Any], Any]] = {
+            "initialize": self.initialize,
+            "ping": self.ping,
+            "shutdown": self.shutdown,
+            "newConversation": self.new_conversation,
+            "getConversation": self.get_conversation,
+            "removeConversation": self.remove_conversation,
+            "forkConversation": self.fork_conversation,
+            "sendUserTurn": self.send_user_turn,
+            "interruptConversation": self.interrupt_conversation,
+            "listConversations": self.list_conversations,
+            "resumeConversation": self.resume_conversation,
+        }
+        for name, handler in table.items():
+            self.conn.method(name, self._guard(name, handler))
+        self.conn.notification("initialized", lambda params: None)
+        self.conn.notification("exit", self.on_exit)
+
+    def _guard(self, name: str, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Lifecycle checks and error mapping around a handler."""
+        lifecycle = name in ("initialize", "ping")
+
+        def guarded(params: Any) -> Any:
+            if self.shut_down and name != "ping":
+                raise RpcError(ErrorCode.INVALID_REQUEST, "the server is shut down")
+            if not lifecycle:
+                self.initialized = True
+            try:
+                result = handler(params)
+            except ConversationError as exc:
+                raise rpc_error(exc) from None
+            if isinstance(result, Deferred):
+                work = result.work
+
+                async def mapped() -> Any:
+                    try:
+                        return await work()
+                    except ConversationError as exc:
+                        raise rpc_error(exc) from None
+
+                result.work = mapped
+            return result
+
+        return guarded
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def initialize(self, params: Any) -> Any:
+        """`initialize`: once, optional."""
+        parse(m.InitializeParams, params)
+        if self.initialized:
+            raise RpcError(ErrorCode.INVALID_REQUEST, "initialize was already done")
+        self.initialized = True
+        return {
+            "protocolVersion": "1",
+            "serverInfo": {"name": "convmgr", "version": __version__},
+            "capabilities": {
+                "framings": ["ndjson", "lsp"],
+                "batches": True,
+                "cancellation": ["$/cancelRequest", "notifications/cancelled"],
+                "persistentStore": self.store.persistent,
+            },
+            "providers": [
+                {"name": p.name, "kind": p.kind, "defaultModel": p.default_model}
+                for p in self.providers.all()
+            ],
+        }
+
+    def ping(self, params: Any) -> Any:
+        """`ping`: `{}`."""
+        return {}
+
+    def shutdown(self, params: Any) -> Any:
+        """`shutdown`: refuse new work, abort turns, flush the store."""
+        self.shut_down = True
+
+        async def work() -> Any:
+            await self.manager.close_all("shutdown")
+            await self.store.close()
+            return {}
+
+        return Deferred(work)
+
+    def on_exit(self, params: Any) -> None:
+        """`exit`: end the process (after shutdown's work, if it was not asked for)."""
+        self.request_stop("exit")
+
+    def request_stop(self, reason: str) -> None:
+        """Begin ending the process; the first reason wins, a signal cuts a drain short."""
+        if reason == "signal" and self._drain_scope is not None:
+            self._drain_scope.cancel()
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    async def read_until_eof(self, task_group: TaskGroup) -> None:
+        """Read requests until end of input (or until stopped for another reason)."""
+        with self._reader_scope:
+            await self.conn.read_loop(task_group)
+            self.request_stop("eof")
+
+    async def finish(self) -> None:
+        """End the session for `stop_reason`: drain on EOF, abort otherwise, then flush."""
+        conn = self.conn
+        self._reader_scope.cancel()
+        if self.stop_reason == "eof":
+            with anyio.move_on_after(self.options.drain_timeout) as scope:
+                self._drain_scope = scope
+                await conn.wait_idle()
+                await self.manager.drain(float("inf"))
+            self._drain_scope = None
+        conn.cancel_all()
+        with anyio.move_on_after(1):
+            await conn.wait_idle()
+        self.shut_down = True
+        with anyio.CancelScope(shield=True):
+            await self.manager.close_all("shutdown")
+            await self.store.close()
+        flush_timeout = (
+            self.options.signal_flush_timeout
+            if self.stop_reason == "signal"
+            else self.options.drain_timeout
+        )
+        with anyio.move_on_after(flush_timeout):
+            await conn.outbound.flush()
+
+    async def watch_signals(self) -> None:
+        """SIGTERM and SIGINT end the process promptly."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received signal %d; stopping", signum)
+                self.request_stop("signal")
+
+    # --- conversations ----------------------------------------------------------------
+
+    def new_conversation(self, params: Any) -> Any:
+        """`newConversation`."""
+        p = parse(m.NewConversationParams, params)
+        self.providers.get(p.provider)
+        conversation_id = p.conversation_id or self.manager.new_id()
+        settings = settings_of(p)
+
+        async def work() -> Any:
+            record = await self.manager.new_conversation(conversation_id, settings)
+            return session_configured(record)
+
+        return Deferred(work, (conversation_id,))
+
+    def get_conversation(self, params: Any) -> Any:
+        """`getConversation`."""
+        p = parse(m.GetConversationParams, params)
+        cid = p.conversation_id
+        conv = self.manager.loaded(cid)
+        if conv is not None and not p.include_history and self.conn.sequencer.idle(cid):
+            return conversation_info(self.manager.view(conv))
+
+        async def work() -> Any:
+            info = conversation_info(await self.manager.get_conversation(cid))
+            if p.include_history:
+                info["history"] = await self.manager.read_history(
+                    cid, p.history_offset, p.history_limit
+                )
+            return info
+
+        return Deferred(work, (cid,))
+
+    def remove_conversation(self, params: Any) -> Any:
+        """`removeConversation`."""
+        p = parse(m.RemoveConversationParams, params)
+
+        async def work() -> Any:
+            removed = await self.manager.remove_conversation(p.conversation_id, p.delete_history)
+            return {"removed": removed}
+
+        return Deferred(work, (p.conversation_id,))
+
+    def fork_conversation(self, params: Any) -> Any:
+        """`forkConversation`."""
+        p = parse(m.ForkConversationParams, params)
+        if (p.conversation_id is None) == (p.history is None):
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                "invalid params: give either conversationId or history",
+            )
+        overrides = p.overrides
+        new_id = (overrides.conversation_id if overrides else None) or self.manager.new_id()
+        if overrides is not None:
+            self.providers.get(overrides.provider)
+        history = (
+            None if p.history is None else [item.model_dump(by_alias=True) for item in p.history]
+        )
+        keys = (new_id,) if p.conversation_id is None else (p.conversation_id, new_id)
+
+        async def work() -> Any:
+            record = await self.manager.fork_conversation(
+                p.conversation_id, history, p.drop_last_messages, settings_of(overrides), new_id
+            )
+            return session_configured(record)
+
+        return Deferred(work, keys)
+
+    def send_user_turn(self, params: Any) -> Any:
+        """`sendUserTurn`: the response is queued before the turn's first event."""
+        p = parse(m.SendUserTurnParams, params)
+        o = p.overrides
+        settings = (
+            TurnSettings(o.model, o.temperature, o.max_output_tokens) if o else TurnSettings()
+        )
+        texts = [part.text for part in p.input]
+        cid = p.conversation_id
+        if self.conn.sequencer.idle(cid):
+            return {"turnId": self.manager.send_user_turn(cid, texts, settings)}
+
+        async def work() -> Any:
+            return {"turnId": self.manager.send_user_turn(cid, texts, settings)}
+
+        return Deferred(work, (cid,))
+
+    def interrupt_conversation(self, params: Any) -> Any:
+        """`interruptConversation`."""
+        p = parse(m.InterruptConversationParams, params)
+        cid = p.conversation_id
+        if self.conn.sequencer.idle(cid):
+            return {"interrupted": self.manager.interrupt(cid)}
+
+        async def work() -> Any:
+            return {"interrupted": self.manager.interrupt(cid)}
+
+        return Deferred(work, (cid,))
+
+    def list_conversations(self, params: Any) -> Any:
+        """`listConversations`: newest first, with a cursor."""
+        p = parse(m.ListConversationsParams, params)
+
+        async def work() -> Any:
+            try:
+                views, next_cursor = await self.manager.list_conversations(p.cursor, p.limit)
+            except ValueError as exc:
+                raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: cursor: {exc}") from None
+            return {"items": [conversation_info(v) for v in views], "nextCursor": next_cursor}
+
+        return Deferred(work)
+
+    def resume_conversation(self, params: Any) -> Any:
+        """`resumeConversation`."""
+        p = parse(m.ResumeConversationParams, params)
+        overrides: ConversationSettings = settings_of(p.overrides)
+        if overrides.provider is not None:
+            self.providers.get(overrides.provider)
+
+        async def work() -> Any:
+            record = await self.manager.resume_conversation(p.conversation_id, overrides)
+            return session_configured(record)
+
+        return Deferred(work, (p.conversation_id,))

@@ -1,0 +1,64 @@
+"""Core records to wire dicts (the shapes of protocol.methods), and params to settings.
+
+Results are built as plain dicts rather than through the pydantic models: this
+is the hot path of every response, and tests check the dicts against the models.
+"""
+
+from typing import Any
+
+from convmgr.core.manager import ConversationView
+from convmgr.core.records import ConversationRecord
+from convmgr.core.settings import ConversationSettings
+from convmgr.protocol.methods import ConversationSettingsParams
+
+
+def session_configured(record: ConversationRecord) -> dict[str, Any]:
+    """The `NewConversation` result: the conversation's configuration."""
+    return {
+        "conversationId": record.conversation_id,
+        "sessionConfigured": {
+            "conversationId": record.conversation_id,
+            "provider": record.provider,
+            "model": record.model,
+            "instructions": record.instructions,
+            "cwd": record.cwd,
+            "createdAt": record.created_at,
+            "forkedFrom": record.forked_from,
+            "historyLength": record.history_length,
+        },
+    }
+
+
+def conversation_info(view: ConversationView) -> dict[str, Any]:
+    """`ConversationInfo` of a loaded or stored conversation."""
+    record = view.record
+    return {
+        "conversationId": record.conversation_id,
+        "status": "running" if view.running else "idle",
+        "loaded": view.loaded,
+        "provider": record.provider,
+        "model": record.model,
+        "createdAt": record.created_at,
+        "updatedAt": record.updated_at,
+        "forkedFrom": record.forked_from,
+        "historyLength": record.history_length,
+        "lastSeq": record.last_seq,
+        "preview": record.preview,
+        "metadata": record.metadata,
+    }
+
+
+def settings_of(params: ConversationSettingsParams | None) -> ConversationSettings:
+    """The settings a params object gives (None where it gives nothing)."""
+    if params is None:
+        return ConversationSettings()
+    return ConversationSettings(
+        provider=params.provider,
+        model=params.model,
+        instructions=params.instructions,
+        cwd=params.cwd,
+        metadata=params.metadata,
+        ephemeral=params.ephemeral,
+        temperature=params.temperature,
+        max_output_tokens=params.max_output_tokens,
+    )
