@@ -42,7 +42,7 @@ def all_schemas() -> dict[str, dict[str, Any]]:
             out[f"{name}.params.json"] = params.model_json_schema(by_alias=True)
         out[f"{name}.result.json"] = result.model_json_schema(by_alias=True, mode="serialization")
     for name, model in NOTIFICATIONS.items():
-        file = name.replace("/", ".").replace("$", "")
+        file = name.removeprefix("$/").replace("/", ".")
         out[f"{file}.params.json"] = model.model_json_schema(by_alias=True)
     out["HistoryItem.json"] = TypeAdapter(HistoryItem).json_schema(by_alias=True)
     return out
