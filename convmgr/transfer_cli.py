@@ -1,0 +1,70 @@
+"""`convmgr export ID` and `convmgr import FILE`: stored conversations as JSON lines."""
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from convmgr.core.errors import ConversationError
+
+if TYPE_CHECKING:
+    from convmgr.store.sqlite import SqliteStore
+
+
+def _store(path: Path | None) -> "SqliteStore":
+    from convmgr.store.paths import default_store_path
+    from convmgr.store.sqlite import SqliteStore
+
+    return SqliteStore(path or default_store_path())
+
+
+def export_command(store_path: Path | None, conversation_id: str) -> int:
+    """Print one stored conversation: its settings line, then its history items."""
+    from convmgr.store.sqlite import StoreOpenError
+    from convmgr.store.transfer import export_conversation
+
+    async def run() -> None:
+        store = _store(store_path)
+        await store.open()
+        try:
+            async for line in export_conversation(store, conversation_id):
+                sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        finally:
+            await store.close()
+
+    try:
+        anyio.run(run)
+    except (StoreOpenError, ConversationError) as exc:
+        sys.stderr.write(f"convmgr export: {exc}\n")
+        return 1
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+def import_command(store_path: Path | None, file: Path) -> int:
+    """Store a conversation from an export file (or - for stdin); prints its id."""
+    from convmgr.store.sqlite import StoreOpenError
+    from convmgr.store.transfer import import_conversation
+
+    async def run() -> str:
+        store = _store(store_path)
+        await store.open()
+        try:
+            if str(file) == "-":
+                return await import_conversation(store, sys.stdin)
+            with file.open(encoding="utf-8") as lines:
+                return await import_conversation(store, lines)
+        finally:
+            await store.close()
+
+    try:
+        conversation_id = anyio.run(run)
+    except (StoreOpenError, ConversationError, ValueError, OSError) as exc:
+        sys.stderr.write(f"convmgr import: {file}: {exc}\n")
+        return 1
+    sys.stdout.write(conversation_id + "\n")
+    return 0
+
