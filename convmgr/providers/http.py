@@ -1,0 +1,414 @@
+"""What the OpenAI-compatible providers share: the HTTP client, SSE reading, retries.
+
+httpx and httpx-sse are imported on the first turn, not when this module is
+imported: a configured HTTP provider must not slow down the server's start
+(httpx alone takes ~85 ms to import, most of the `initialize` budget).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import anyio
+
+from convmgr import __version__
+from convmgr.core.records import Item
+from convmgr.providers.base import ProviderError, ProviderEvent, Retrying, TurnRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger(__name__)
+
+# An error body is read only this far: enough for any provider's message, and a
+# misbehaving server cannot make us buffer a huge page.
+_ERROR_BODY_LIMIT = 64 * 1024
+# How long a finished stream may take to send its last bytes. Reading them lets
+# the connection go back to the pool; a server that keeps the stream open after
+# its final event must not delay the end of the turn much.
+_DRAIN_TIMEOUT_S = 0.25
+# Status codes worth another attempt (the set the OpenAI SDKs retry).
+_RETRY_STATUS = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpProviderSettings:
+    """A configured OpenAI-compatible provider (one `[providers.NAME]` table)."""
+
+    name: str
+    base_url: str
+    default_model: str
+    api_key_env: str | None = None
+    request_timeout_s: float = 600.0
+    max_retries: int = 4
+    # Backoff before retry n (1-based) is about base * 2**(n-1), capped at
+    # retry_max_delay_s, with jitter so that many turns failing together do not
+    # come back together.
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 30.0
+    # A Retry-After longer than this ends the turn instead of holding it open.
+    max_retry_after_s: float = 120.0
+
+
+class StreamParser(Protocol):
+    """Turns one API's server-sent events into provider events."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final event was seen (the rest of the body is not needed)."""
+        ...
+
+    @property
+    def complete(self) -> bool:
+        """Whether the reply is whole, so that the end of the body is not a broken stream."""
+        ...
+
+    def feed(self, event: str, data: str) -> list[ProviderEvent]:
+        """The events one SSE message carries; raises ProviderError or RetryableError."""
+        ...
+
+
+class RetryableError(Exception):
+    """An attempt failed in a way another attempt may not (network, 429, 5xx)."""
+
+    def __init__(self, message: str, code: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+
+def parse_json_event(data: str) -> dict[str, Any]:
+    """The JSON object of an SSE `data` field; ProviderError if it is not one."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise ProviderError(
+            f"malformed event in the provider's stream: {_clip(data)!r}", code="bad_stream"
+        ) from None
+    if not isinstance(value, dict):
+        raise ProviderError(
+            f"unexpected event in the provider's stream: {_clip(data)!r}", code="bad_stream"
+        )
+    return value
+
+
+def error_fields(error: object) -> tuple[str | None, str | None]:
+    """The message and code of an API error object (OpenAI, vLLM or Ollama shape)."""
+    if isinstance(error, str):
+        return error, None
+    if not isinstance(error, dict):
+        return None, None
+    message = error.get("message") or error.get("detail") or error.get("error")
+    code = error.get("code") or error.get("type")
+    return (
+        message if isinstance(message, str) else None,
+        str(code) if isinstance(code, str | int) and code != "" else None,
+    )
+
+
+def item_text(item: Item) -> str:
+    """The text of a message history item (its text parts joined by newlines)."""
+    return "\n".join(str(part.get("text", "")) for part in item.get("content") or ())
+
+
+def usage_number(usage: Mapping[str, Any], key: str) -> int:
+    """A token count from a usage object, 0 when absent or not a number."""
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class OpenAICompatibleProvider:
+    """A provider speaking an OpenAI-style streaming HTTP API; subclasses pick the API."""
+
+    kind: ClassVar[str]
+    path: ClassVar[str]
+    needs_history = True
+
+    def __init__(self, settings: HttpProviderSettings) -> None:
+        self.settings = settings
+        self._url = settings.base_url.rstrip("/") + self.path
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def name(self) -> str:
+        """The provider's configured name."""
+        return self.settings.name
+
+    @property
+    def default_model(self) -> str:
+        """The model used when a conversation names none."""
+        return self.settings.default_model
+
+    def build_body(self, request: TurnRequest) -> dict[str, Any]:
+        """The JSON request body for one turn."""
+        raise NotImplementedError
+
+    def new_parser(self) -> StreamParser:
+        """A parser for one attempt's event stream."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream one reply, retrying failed attempts from the start; ProviderError at the end."""
+        # Read at turn time so that a key exported (or rotated) after start-up is used.
+        key = self._api_key()
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-store",
+            "User-Agent": f"convmgr/{__version__}",
+        }
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        content = json.dumps(self.build_body(request), ensure_ascii=False).encode()
+        client = self._get_client()
+        max_retries = self.settings.max_retries
+        attempt = 0
+        while True:
+            try:
+                async with aclosing(self._attempt(client, headers, content, key)) as events:
+                    async for event in events:
+                        yield event
+                return
+            except RetryableError as exc:
+                failure = exc
+            except ProviderError as exc:
+                raise ProviderError(_redact(exc.message, key), exc.code) from None
+            attempt += 1
+            message = _redact(failure.message, key)
+            if attempt > max_retries:
+                tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                raise ProviderError(f"{message} (gave up after {tries})", failure.code) from None
+            delay = self._retry_delay(attempt, failure.retry_after_s)
+            if delay is None:
+                raise ProviderError(
+                    f"{message} (the provider asks to wait {failure.retry_after_s:g} s)",
+                    failure.code,
+                ) from None
+            retry_in_ms = math.ceil(delay * 1000)
+            log.warning(
+                "provider %s: %s; retry %d of %d in %d ms",
+                self.name,
+                message,
+                attempt,
+                max_retries,
+                retry_in_ms,
+            )
+            yield Retrying(message=message, attempt=attempt, retry_in_ms=retry_in_ms)
+            await anyio.sleep(delay)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, headers: dict[str, str], content: bytes, key: str | None
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """One request: yields its events, raises RetryableError or ProviderError."""
+        import httpx
+        from httpx_sse import EventSource
+
+        parser = self.new_parser()
+        try:
+            # `async with` closes the response however this generator ends: at
+            # the end, on an error, or on cancellation (an interrupt), which is
+            # what tears down the connection promptly while the server is silent.
+            async with client.stream("POST", self._url, headers=headers, content=content) as resp:
+                if resp.status_code // 100 != 2:
+                    raise await _status_error(resp)
+                content_type = resp.headers.get("content-type", "")
+                if "text/event-stream" not in content_type:
+                    raise await _not_a_stream(resp, content_type)
+                async with aclosing(EventSource(resp).aiter_sse()) as messages:
+                    async for message in messages:
+                        for event in parser.feed(message.event, message.data):
+                            yield event
+                        if parser.finished:
+                            break
+                    if parser.finished:
+                        # Whatever follows the final event is ignored.
+                        with anyio.move_on_after(_DRAIN_TIMEOUT_S):
+                            async for _ in messages:
+                                pass
+        except httpx.TimeoutException as exc:
+            raise RetryableError(self._timeout_message(exc), "timeout") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise RetryableError(self._network_message(exc), "connection_error") from None
+        except httpx.HTTPError as exc:
+            # Anything else httpx raises (a bad URL, a proxy refusing) will fail
+            # again: end the turn. The caller redacts the key from the text.
+            raise ProviderError(
+                f"the request to {self._url} failed: {type(exc).__name__}: {exc}",
+                code="request_error",
+            ) from None
+        if not parser.complete:
+            raise RetryableError("the stream ended before the reply was complete", "broken_stream")
+
+    def _get_client(self) -> httpx.AsyncClient:
+        """The provider's one client, made on first use so that connections are reused."""
+        if self._client is None:
+            import httpx
+
+            timeout = self.settings.request_timeout_s
+            self._client = httpx.AsyncClient(
+                # The read timeout bounds the silence between two chunks, so a
+                # stalled server is noticed (and retried) after request_timeout_s.
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+                # Each running turn holds a connection for the whole reply, so
+                # a bounded pool would make turn 101 wait for turn 1 to end;
+                # the manager's --max-conversations is the limit that applies.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+            )
+        return self._client
+
+    def _api_key(self) -> str | None:
+        """The key from the environment, or None when the provider takes none."""
+        env = self.settings.api_key_env
+        if env is None:
+            return None
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise ProviderError(
+                f"provider {self.name!r}: the environment variable {env} (api_key_env) is not set",
+                code="missing_api_key",
+            )
+        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+            # httpx would refuse the header and quote its value in the error:
+            # refuse it here, without showing it.
+            raise ProviderError(
+                f"provider {self.name!r}: the environment variable {env} holds a key "
+                "with characters an HTTP header cannot carry",
+                code="bad_api_key",
+            )
+        return key
+
+    def _retry_delay(self, attempt: int, retry_after_s: float | None) -> float | None:
+        """Seconds to wait before retry `attempt`, None when Retry-After is too long."""
+        settings = self.settings
+        if retry_after_s is not None:
+            if retry_after_s > settings.max_retry_after_s:
+                return None
+            # Retry-After is a minimum; a little jitter on top spreads the herd.
+            return retry_after_s + random.uniform(0.0, min(1.0, retry_after_s * 0.1))
+        ceiling = min(
+            settings.retry_max_delay_s, settings.retry_base_delay_s * 2.0 ** (attempt - 1)
+        )
+        # "Equal jitter": at least half the backoff, so retries never bunch up at 0.
+        return ceiling / 2 + random.uniform(0.0, ceiling / 2)
+
+    def _timeout_message(self, exc: httpx.TimeoutException) -> str:
+        """What timed out, in words (httpx's own messages are often empty)."""
+        import httpx
+
+        seconds = self.settings.request_timeout_s
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"could not connect to {self._url} in time"
+        if isinstance(exc, httpx.ReadTimeout):
+            return f"the provider sent nothing for {seconds:g} s"
+        return f"the request to {self._url} timed out ({type(exc).__name__})"
+
+    def _network_message(self, exc: Exception) -> str:
+        """A network failure, in words."""
+        import httpx
+
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            return f"could not connect to {self._url}: {detail}"
+        return f"the connection to the provider broke: {detail}"
+
+
+async def _read_capped(response: httpx.Response) -> str:
+    """The start of a response body as text (at most _ERROR_BODY_LIMIT bytes)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= _ERROR_BODY_LIMIT:
+            break
+    return b"".join(chunks)[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+
+
+def _body_message(body: str) -> tuple[str | None, str | None]:
+    """The error message and code in an error body, if it is JSON that has them."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None, None
+    if isinstance(value, dict):
+        if "error" in value:
+            message, code = error_fields(value["error"])
+            if message:
+                return message, code
+        return error_fields(value)
+    return None, None
+
+
+async def _status_error(response: httpx.Response) -> Exception:
+    """The error for a non-2xx response: RetryableError for 408/409/429/5xx."""
+    status = response.status_code
+    body = await _read_capped(response)
+    message, code = _body_message(body)
+    if message is None:
+        message = _clip(body.strip()) or response.reason_phrase or "no message"
+    text = f"HTTP {status}: {message}"
+    if status in _RETRY_STATUS or status >= 500:
+        return RetryableError(text, f"http_{status}", _retry_after(response.headers))
+    return ProviderError(text, code or f"http_{status}")
+
+
+async def _not_a_stream(response: httpx.Response, content_type: str) -> ProviderError:
+    """The error for a 2xx answer that is not an event stream (a proxy, a wrong URL)."""
+    body = await _read_capped(response)
+    message, code = _body_message(body)
+    if message is not None:
+        return ProviderError(message, code or "provider_error")
+    shown = content_type or "no content type"
+    return ProviderError(
+        f"the provider did not answer with an event stream ({shown}): {_clip(body.strip())!r}",
+        code="bad_stream",
+    )
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or a date)."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _redact(text: str, key: str | None) -> str:
+    """The text with the API key blanked out (a provider may echo it in an error)."""
+    return text.replace(key, "***") if key else text
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """Text cut to `limit` characters for an error message."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,154 @@
+"""The `openai-chat` provider: POST {base_url}/chat/completions, streamed.
+
+The API of OpenAI's Chat Completions, and of most servers that copy it: Ollama,
+vLLM, llama.cpp's server, LM Studio.
+"""
+
+from typing import Any, NoReturn
+
+from convmgr.core.records import Item
+from convmgr.providers.base import (
+    ProviderError,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    TurnRequest,
+    Usage,
+)
+from convmgr.providers.http import (
+    OpenAICompatibleProvider,
+    RetryableError,
+    error_fields,
+    item_text,
+    parse_json_event,
+    usage_number,
+)
+
+# Error types a server may send inside a stream that a new attempt can cure.
+_TRANSIENT_ERRORS = frozenset({"server_error", "overloaded_error", "rate_limit_exceeded"})
+
+
+def chat_messages(request: TurnRequest) -> list[dict[str, Any]]:
+    """The turn's instructions and history as Chat Completions messages."""
+    messages: list[dict[str, Any]] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    for item in request.history:
+        _append_item(messages, item)
+    if not request.history:
+        messages.append({"role": "user", "content": request.input_text})
+    return messages
+
+
+def _append_item(messages: list[dict[str, Any]], item: Item) -> None:
+    """Add one history item to the messages."""
+    kind = item.get("type")
+    if kind == "message":
+        role = item.get("role")
+        if role in ("user", "assistant", "system"):
+            messages.append({"role": role, "content": item_text(item)})
+    elif kind == "functionCall":
+        call = {
+            "id": item.get("callId"),
+            "type": "function",
+            "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+        }
+        last = messages[-1] if messages else None
+        # The API wants every call a reply makes on one assistant message,
+        # followed by their tool messages.
+        if last is not None and last["role"] == "assistant":
+            last.setdefault("tool_calls", []).append(call)
+        else:
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+    elif kind == "functionCallOutput":
+        messages.append(
+            {"role": "tool", "tool_call_id": item.get("callId"), "content": item.get("output")}
+        )
+    # Reasoning items are not sent back: Chat Completions has no input for them.
+
+
+class ChatStreamParser:
+    """Reads `chat.completion.chunk` events up to `[DONE]`."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        self._finish_reason_seen = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the reply is whole: `[DONE]`, or a finish reason from a server that omits it."""
+        return self.finished or self._finish_reason_seen
+
+    def feed(self, event: str, data: str) -> list[ProviderEvent]:
+        """The deltas and usage one chunk carries."""
+        if data == "[DONE]":
+            self.finished = True
+            return []
+        if not data:
+            return []
+        chunk = parse_json_event(data)
+        if "error" in chunk or chunk.get("object") == "error":
+            _raise_stream_error(chunk.get("error", chunk))
+        out: list[ProviderEvent] = []
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                # Only one completion is asked for; another index would be a bug upstream.
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    # vLLM, llama.cpp and DeepSeek call it reasoning_content,
+                    # Ollama and newer vLLM call it reasoning.
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                    if isinstance(reasoning, str) and reasoning:
+                        out.append(ReasoningDelta(reasoning))
+                    content = delta.get("content")
+                    if isinstance(content, str) and content:
+                        out.append(TextDelta(content))
+                if choice.get("finish_reason"):
+                    self._finish_reason_seen = True
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            prompt = usage_number(usage, "prompt_tokens")
+            completion = usage_number(usage, "completion_tokens")
+            total = usage_number(usage, "total_tokens") or prompt + completion
+            out.append(Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total))
+        return out
+
+
+def _raise_stream_error(error: object) -> NoReturn:
+    """Raise the error a server sent inside the stream."""
+    message, code = error_fields(error)
+    message = message or "the provider reported an error"
+    if code in _TRANSIENT_ERRORS:
+        raise RetryableError(message, code)
+    raise ProviderError(message, code or "provider_error")
+
+
+class OpenAIChatProvider(OpenAICompatibleProvider):
+    """A Chat Completions server."""
+
+    kind = "openai-chat"
+    path = "/chat/completions"
+
+    def build_body(self, request: TurnRequest) -> dict[str, Any]:
+        """The streamed chat completion request for one turn."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": chat_messages(request),
+            "stream": True,
+            # Without this the stream carries no token counts.
+            "stream_options": {"include_usage": True},
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_output_tokens is not None:
+            # max_tokens, not max_completion_tokens: every compatible server
+            # knows it (OpenAI's reasoning models want the Responses API anyway).
+            body["max_tokens"] = request.max_output_tokens
+        return body
+
+    def new_parser(self) -> ChatStreamParser:
+        """A parser for one attempt."""
+        return ChatStreamParser()

@@ -1,0 +1,362 @@
+"""A scriptable OpenAI-compatible HTTP/1.1 server on 127.0.0.1, for tests and benchmarks.
+
+In a test, give `FakeOpenAI` a handler that scripts the reply:
+
+    async def handler(request: Request, reply: Reply) -> None:
+        await reply.start()
+        await reply.sse(chat_chunk(content="Hi"))
+        await reply.sse("[DONE]")
+        await reply.end()
+
+    async with FakeOpenAI(handler) as server:
+        ... OpenAIChatProvider(settings(base_url=server.base_url)) ...
+
+Without a handler, `scenario_handler` reads the script from the request's model
+name (`deltas:2000`, `deltas:200:5` for 5 ms between deltas, `status:503`,
+`silent`, anything else echoes the last user message), so that a server in
+another process can be driven: `python tests/fake_openai.py` prints its base URL
+and serves until killed. `GET /_stats` tells how long the last stream took to send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+_MAX_HEAD = 64 * 1024
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+@dataclass
+class Request:
+    """One HTTP request as the server read it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
+
+
+class Reply:
+    """Writes the response to one request; handlers call these in order."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, server: FakeOpenAI) -> None:
+        self._stream = stream
+        self._server = server
+        self.started = False
+        self.ended = False
+        self.dropped = False
+
+    async def start(
+        self,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        content_type: str = "text/event-stream; charset=utf-8",
+    ) -> None:
+        """Send the status line and headers of a chunked response."""
+        head = {"Content-Type": content_type, "Transfer-Encoding": "chunked"}
+        head.update(headers or {})
+        await self._send_head(status, head)
+
+    async def chunk(self, data: bytes) -> None:
+        """Send one HTTP chunk (the client may see its bytes as one piece)."""
+        if data:
+            await self._stream.send(b"%x\r\n%s\r\n" % (len(data), data))
+
+    async def sse(self, data: str | dict[str, Any], event: str | None = None) -> None:
+        """Send one server-sent event, JSON-encoding a dict."""
+        text = data if isinstance(data, str) else json.dumps(data)
+        prefix = f"event: {event}\n" if event else ""
+        await self.chunk(f"{prefix}data: {text}\n\n".encode())
+
+    async def end(self) -> None:
+        """Finish a chunked response (the connection stays open for the next request)."""
+        await self._stream.send(b"0\r\n\r\n")
+        self.ended = True
+
+    async def json_response(
+        self, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        """Send a whole JSON response with a Content-Length."""
+        data = json.dumps(body).encode()
+        head = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        head.update(headers or {})
+        await self._send_head(status, head)
+        await self._stream.send(data)
+        self.ended = True
+
+    async def drop(self) -> None:
+        """Close the connection in the middle of the response."""
+        self.dropped = True
+        await self._stream.aclose()
+
+    async def wait_closed(self) -> None:
+        """Say nothing until the client goes away, then record that it did."""
+        try:
+            while await self._stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        self.dropped = True
+        self._server.client_gone.set()
+
+    async def _send_head(self, status: int, headers: dict[str, str]) -> None:
+        """The status line and headers."""
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        await self._stream.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.started = True
+
+
+Handler = Callable[[Request, Reply], Awaitable[None]]
+
+
+@dataclass
+class FakeOpenAI:
+    """The server; `async with` starts it on a free port and stops it."""
+
+    handler: Handler | None = None
+    port: int = 0
+    requests: list[Request] = field(default_factory=list)
+    connections: int = 0
+    last_stream_s: float = 0.0
+    client_gone: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def base_url(self) -> str:
+        """The URL to configure as a provider's base_url."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def __aenter__(self) -> FakeOpenAI:
+        self._listener = await anyio.create_tcp_listener(
+            local_host="127.0.0.1", local_port=self.port
+        )
+        self.port = self._listener.extra(anyio.abc.SocketAttribute.local_port)
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._listener.serve, self._serve_connection)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._group.cancel_scope.cancel()
+        await self._group.__aexit__(None, None, None)
+        await self._listener.aclose()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        async with self:
+            await anyio.sleep_forever()
+
+    async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
+        """Answer requests on one connection until either side closes it."""
+        self.connections += 1
+        buffer = b""
+        try:
+            while True:
+                request, buffer = await _read_request(stream, buffer)
+                if request is None:
+                    return
+                self.requests.append(request)
+                reply = Reply(stream, self)
+                if request.method == "GET" and request.path == "/_stats":
+                    await reply.json_response(200, {"last_stream_s": self.last_stream_s})
+                    continue
+                await (self.handler or self.scenario_handler)(request, reply)
+                if reply.dropped:
+                    return
+                if not reply.ended:
+                    if not reply.started:
+                        await reply.start()
+                    await reply.end()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        except OSError:
+            pass
+        finally:
+            await stream.aclose()
+
+    async def scenario_handler(self, request: Request, reply: Reply) -> None:
+        """Follow the script in the model name (see the module docstring)."""
+        body = request.json()
+        model = str(body.get("model", ""))
+        name, _, arg = model.partition(":")
+        if name == "status":
+            code = int(arg)
+            await reply.json_response(code, error_body(f"scripted {code}"))
+        elif name == "silent":
+            await reply.start()
+            await reply.wait_closed()
+        elif name == "deltas":
+            count, _, interval = arg.partition(":")
+            pieces = (f"w{i} " for i in range(int(count)))
+            started = time.perf_counter()
+            await stream_reply(request, reply, pieces, interval_s=float(interval or 0) / 1000)
+            self.last_stream_s = time.perf_counter() - started
+        else:
+            words = last_user_text(body).split(" ")
+            pieces = (w + " " if i < len(words) - 1 else w for i, w in enumerate(words))
+            await stream_reply(request, reply, pieces)
+
+
+async def _read_request(
+    stream: anyio.abc.ByteStream, buffer: bytes
+) -> tuple[Request | None, bytes]:
+    """The next request on the connection (None at a clean end) and the bytes after it."""
+    while b"\r\n\r\n" not in buffer:
+        if len(buffer) > _MAX_HEAD:
+            raise anyio.BrokenResourceError("request head too large")
+        try:
+            buffer += await stream.receive()
+        except anyio.EndOfStream:
+            return None, b""
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = request_line.split(" ", 2)
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(buffer) < length:
+        buffer += await stream.receive()
+    return Request(method, path, headers, buffer[:length]), buffer[length:]
+
+
+def chat_chunk(
+    content: str | None = None, reasoning: str | None = None, finish: str | None = None
+) -> dict[str, Any]:
+    """A `chat.completion.chunk` with one choice."""
+    delta: dict[str, Any] = {}
+    if content is not None:
+        delta["content"] = content
+    if reasoning is not None:
+        delta["reasoning_content"] = reasoning
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "fake",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def chat_usage(prompt: int, completion: int) -> dict[str, Any]:
+    """The final usage chunk of a chat stream (stream_options.include_usage)."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def responses_event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A Responses API stream event."""
+    return {"type": kind, **fields}
+
+
+def responses_completed(prompt: int, completion: int) -> dict[str, Any]:
+    """The `response.completed` event with usage."""
+    usage = {
+        "input_tokens": prompt,
+        "output_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    return responses_event(
+        "response.completed", response={"id": "resp_1", "status": "completed", "usage": usage}
+    )
+
+
+def error_body(message: str, code: str | None = None) -> dict[str, Any]:
+    """An OpenAI-style error body."""
+    return {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+
+
+async def stream_reply(
+    request: Request,
+    reply: Reply,
+    pieces: Iterable[str],
+    *,
+    interval_s: float = 0.0,
+    usage: tuple[int, int] = (3, 5),
+    reasoning: Iterable[str] = (),
+) -> None:
+    """Stream a whole, well-formed reply in the format of the endpoint asked."""
+    responses = request.path.endswith("/responses")
+    await reply.start()
+    for piece in reasoning:
+        if responses:
+            event = responses_event("response.reasoning_text.delta", delta=piece)
+            await reply.sse(event, event="response.reasoning_text.delta")
+        else:
+            await reply.sse(chat_chunk(reasoning=piece))
+    for piece in pieces:
+        if interval_s:
+            await anyio.sleep(interval_s)
+        if responses:
+            event = responses_event("response.output_text.delta", delta=piece)
+            await reply.sse(event, event="response.output_text.delta")
+        else:
+            await reply.sse(chat_chunk(content=piece))
+    if responses:
+        await reply.sse(responses_completed(*usage), event="response.completed")
+    else:
+        await reply.sse(chat_chunk(finish="stop"))
+        await reply.sse(chat_usage(*usage))
+        await reply.sse("[DONE]")
+    await reply.end()
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user message of a chat or responses request."""
+    items = body.get("messages") or body.get("input") or []
+    for item in reversed(items):
+        if item.get("role") == "user":
+            content = item.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+def main() -> None:
+    """Serve scenario_handler until killed; print the base URL first."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+
+    async def run() -> None:
+        async with FakeOpenAI(port=args.port) as server:
+            print(server.base_url, flush=True)
+            await anyio.sleep_forever()
+
+    try:
+        anyio.run(run)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The provider configuration file: where it is looked for, validation, the registry it makes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convmgr.providers.config import ConfigError, config_path, load_registry
+from convmgr.providers.http import OpenAICompatibleProvider
+from convmgr.providers.openai_chat import OpenAIChatProvider
+from convmgr.providers.openai_responses import OpenAIResponsesProvider
+
+FULL = """
+default_provider = "local"
+
+[providers.local]
+kind = "openai-chat"
+base_url = "http://127.0.0.1:11434/v1/"
+api_key_env = "LOCAL_API_KEY"
+default_model = "llama3.2"
+request_timeout_s = 60
+max_retries = 2
+
+[providers.openai]
+kind = "openai-responses"
+base_url = "https://api.openai.com/v1"
+default_model = "gpt-4.1-mini"
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the user config directory at an empty place and unset CONVMGR_CONFIG."""
+    home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.delenv("CONVMGR_CONFIG", raising=False)
+    return home
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """A config.toml with that text."""
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problem(tmp_path: Path, text: str) -> str:
+    """The ConfigError message for a file with that text."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_registry(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+    return message.replace(f"{path}: ", "config.toml: ")
+
+
+def test_no_file_anywhere_means_echo_only(no_user_config: Path) -> None:
+    path, named = config_path()
+    assert path == no_user_config / "convmgr" / "config.toml"
+    assert not named
+    registry = load_registry(None)
+    assert [p.name for p in registry.all()] == ["echo"]
+    assert registry.default == "echo"
+
+
+def test_the_user_config_file_is_read(no_user_config: Path) -> None:
+    path = no_user_config / "convmgr" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(FULL)
+    assert load_registry(None).default == "local"
+
+
+def test_convmgr_config_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, FULL)
+    monkeypatch.setenv("CONVMGR_CONFIG", str(path))
+    assert load_registry(None).default == "local"
+    # An explicit path wins over the variable.
+    other = tmp_path / "other.toml"
+    other.write_text('default_provider = "echo"\n')
+    assert load_registry(other).default == "echo"
+
+
+def test_a_named_file_that_is_missing_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match=r"nope\.toml: no such file$"):
+        load_registry(missing)
+    monkeypatch.setenv("CONVMGR_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match=r"nope\.toml: no such file$"):
+        load_registry(None)
+
+
+def test_an_unreadable_path_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_registry(tmp_path)
+
+
+def test_the_registry_of_a_full_file(tmp_path: Path) -> None:
+    registry = load_registry(write(tmp_path, FULL))
+    assert [p.name for p in registry.all()] == ["echo", "local", "openai"]
+    assert registry.default == "local"
+    local = registry.get("local")
+    assert isinstance(local, OpenAIChatProvider)
+    assert (local.kind, local.default_model, local.needs_history) == (
+        "openai-chat",
+        "llama3.2",
+        True,
+    )
+    assert local.settings.base_url == "http://127.0.0.1:11434/v1"
+    assert local.settings.api_key_env == "LOCAL_API_KEY"
+    assert local.settings.request_timeout_s == 60
+    assert local.settings.max_retries == 2
+    remote = registry.get("openai")
+    assert isinstance(remote, OpenAIResponsesProvider)
+    assert isinstance(remote, OpenAICompatibleProvider)
+    assert remote.settings.api_key_env is None
+    assert remote.settings.max_retries == 4
+    assert remote.settings.request_timeout_s == 600
+
+
+def test_an_empty_file_is_echo_only(tmp_path: Path) -> None:
+    registry = load_registry(write(tmp_path, ""))
+    assert [p.name for p in registry.all()] == ["echo"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[providers.local]\nkind = "openai-chat"\ndefault_model = "m"\n',
+            "config.toml: [providers.local] base_url: field required",
+        ),
+        (
+            '[providers.local]\nkind = "openai-chat"\nbase_url = "http://h"\n'
+            'default_model = "m"\nmax_retires = 3\n',
+            "config.toml: [providers.local] max_retires: unknown field",
+        ),
+        (
+            '[providers.local]\nkind = "anthropic"\nbase_url = "http://h"\ndefault_model = "m"\n',
+            "config.toml: [providers.local] kind: input should be 'openai-chat' or "
+            "'openai-responses'",
+        ),
+        (
+            '[providers.local]\nkind = "openai-chat"\nbase_url = "ftp://h"\ndefault_model = "m"\n',
+            "config.toml: [providers.local] base_url: must be an http:// or https:// URL",
+        ),
+        (
+            '[providers.local]\nkind = "openai-chat"\nbase_url = "http://h"\n'
+            'default_model = "m"\nrequest_timeout_s = 0\n',
+            "config.toml: [providers.local] request_timeout_s: input should be greater than 0",
+        ),
+        (
+            '[providers.local]\nkind = "openai-chat"\nbase_url = "http://h"\n'
+            'default_model = "m"\napi_key_env = "MY KEY"\n',
+            "config.toml: [providers.local] api_key_env: must be the name of an environment "
+            "variable",
+        ),
+        (
+            '[providers."my local"]\nkind = "openai-chat"\nbase_url = "http://h"\n',
+            'config.toml: [providers."my local"] default_model: field required',
+        ),
+        (
+            'providers = "none"\n',
+            "config.toml: providers: must be a table",
+        ),
+        (
+            "[providers]\nlocal = 3\n",
+            "config.toml: [providers] local: must be a table",
+        ),
+        (
+            'default_providr = "echo"\n',
+            "config.toml: default_providr: unknown field",
+        ),
+        (
+            'default_provider = "local"\n',
+            "config.toml: default_provider: unknown provider 'local' (configured: echo)",
+        ),
+        (
+            '[providers.echo]\nkind = "openai-chat"\nbase_url = "http://h"\ndefault_model = "m"\n',
+            "config.toml: [providers] echo: the name is taken by the built-in provider",
+        ),
+    ],
+)
+def test_errors_name_the_file_the_table_and_the_field(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert problem(tmp_path, text) == expected
+
+
+def test_every_error_is_reported(tmp_path: Path) -> None:
+    message = problem(tmp_path, "[providers.a]\n[providers.b]\nkind = 1\n")
+    assert message.count("config.toml: ") == 6
+    assert "[providers.a] kind: field required" in message
+    assert "[providers.b] base_url: field required" in message
+
+
+def test_an_inline_key_is_refused_without_being_quoted(tmp_path: Path) -> None:
+    message = problem(
+        tmp_path,
+        '[providers.x]\nkind = "openai-chat"\nbase_url = "http://h"\ndefault_model = "m"\n'
+        'api_key = "sk-very-secret"\n',
+    )
+    assert message == (
+        "config.toml: [providers.x] api_key: unknown field "
+        "(put the key in an environment variable and name it with api_key_env)"
+    )
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    message = problem(tmp_path, "[providers.local\n")
+    assert message.startswith("config.toml: invalid TOML: ")
+    assert "line 1" in message
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'default_provider = "\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_registry(path)
+
+
+def test_loading_a_configuration_does_not_import_httpx(tmp_path: Path) -> None:
+    # Start-up time: httpx (~85 ms) is imported on the first turn, not before.
+    path = write(tmp_path, FULL)
+    code = (
+        "import sys; from pathlib import Path;"
+        "from convmgr.providers.config import load_registry;"
+        f"r = load_registry(Path({str(path)!r}));"
+        "assert len(r.all()) == 3;"
+        "print(sorted(m for m in ('httpx', 'httpx_sse', 'httpcore') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "[]"
