@@ -1,6 +1,7 @@
 """The `convmgr` command line: serve (default), schema, export, import, --version."""
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -130,8 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "serve"
     if command == "serve":
         _setup_logging(args.log_level, args.log_file)
+        # Start-up allocates many long-lived objects: collecting during the
+        # imports only costs time, and freezing them keeps later collections short.
+        gc.disable()
         from convmgr.serve import serve_stdio
 
+        gc.freeze()
+        gc.enable()
         return serve_stdio(args)
     _setup_logging("warning", None)
     if command == "schema":

@@ -22,8 +22,8 @@ from convmgr.core.errors import (
 )
 from convmgr.core.manager import ConversationManager
 from convmgr.core.settings import ConversationSettings, TurnSettings
-from convmgr.protocol import methods as m
 from convmgr.protocol.errors import ErrorCode
+from convmgr.protocol.lifecycle import InitializeParams
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.rpc.connection import Connection, Deferred
 from convmgr.rpc.errors import RpcError
@@ -105,7 +105,12 @@ class EventWriter:
 
 
 class Server:
-    """Binds the protocol's methods to a ConversationManager over a Connection."""
+    """Binds the protocol's methods to a ConversationManager over a Connection.
+
+    The conversation methods import their wire models on first use: building
+    some thirty model classes takes tens of milliseconds, and `initialize` is
+    answered without them, and they are warmed up once the first answer is out.
+    """
 
     def __init__(
         self,
@@ -126,6 +131,7 @@ class Server:
         self.stop_reason = ""
         self._drain_scope: anyio.CancelScope | None = None
         self._reader_scope = anyio.CancelScope()
+        self._first_request = anyio.Event()
         self._register()
 
     # --- registration -------------------------------------------------------------
@@ -158,6 +164,8 @@ class Server:
                 raise RpcError(ErrorCode.INVALID_REQUEST, "the server is shut down")
             if not lifecycle:
                 self.initialized = True
+            if not self._first_request.is_set():
+                self._first_request.set()
             try:
                 result = handler(params)
             except ConversationError as exc:
@@ -180,7 +188,7 @@ class Server:
 
     def initialize(self, params: Any) -> Any:
         """`initialize`: once, optional."""
-        parse(m.InitializeParams, params)
+        parse(InitializeParams, params)
         if self.initialized:
             raise RpcError(ErrorCode.INVALID_REQUEST, "initialize was already done")
         self.initialized = True
@@ -226,6 +234,19 @@ class Server:
             self.stop_reason = reason
             self.stop.set()
 
+    async def warm_up(self) -> None:
+        """After the first answer is written, build the conversation methods' validators."""
+        await self._first_request.wait()
+        await self.conn.outbound.flush()
+        from convmgr.protocol import methods
+
+        for model in (
+            methods.NewConversationParams,
+            methods.GetConversationParams,
+            methods.SendUserTurnParams,
+        ):
+            model.model_rebuild(force=True)
+
     async def read_until_eof(self, task_group: TaskGroup) -> None:
         """Read requests until end of input (or until stopped for another reason)."""
         with self._reader_scope:
@@ -268,7 +289,9 @@ class Server:
 
     def new_conversation(self, params: Any) -> Any:
         """`newConversation`."""
-        p = parse(m.NewConversationParams, params)
+        from convmgr.protocol.methods import NewConversationParams
+
+        p = parse(NewConversationParams, params)
         self.providers.get(p.provider)
         conversation_id = p.conversation_id or self.manager.new_id()
         settings = settings_of(p)
@@ -281,7 +304,9 @@ class Server:
 
     def get_conversation(self, params: Any) -> Any:
         """`getConversation`."""
-        p = parse(m.GetConversationParams, params)
+        from convmgr.protocol.methods import GetConversationParams
+
+        p = parse(GetConversationParams, params)
         cid = p.conversation_id
         conv = self.manager.loaded(cid)
         if conv is not None and not p.include_history and self.conn.sequencer.idle(cid):
@@ -299,7 +324,9 @@ class Server:
 
     def remove_conversation(self, params: Any) -> Any:
         """`removeConversation`."""
-        p = parse(m.RemoveConversationParams, params)
+        from convmgr.protocol.methods import RemoveConversationParams
+
+        p = parse(RemoveConversationParams, params)
 
         async def work() -> Any:
             removed = await self.manager.remove_conversation(p.conversation_id, p.delete_history)
@@ -309,7 +336,9 @@ class Server:
 
     def fork_conversation(self, params: Any) -> Any:
         """`forkConversation`."""
-        p = parse(m.ForkConversationParams, params)
+        from convmgr.protocol.methods import ForkConversationParams
+
+        p = parse(ForkConversationParams, params)
         if (p.conversation_id is None) == (p.history is None):
             raise RpcError(
                 ErrorCode.INVALID_PARAMS,
@@ -334,7 +363,9 @@ class Server:
 
     def send_user_turn(self, params: Any) -> Any:
         """`sendUserTurn`: the response is queued before the turn's first event."""
-        p = parse(m.SendUserTurnParams, params)
+        from convmgr.protocol.methods import SendUserTurnParams
+
+        p = parse(SendUserTurnParams, params)
         o = p.overrides
         settings = (
             TurnSettings(o.model, o.temperature, o.max_output_tokens) if o else TurnSettings()
@@ -351,7 +382,9 @@ class Server:
 
     def interrupt_conversation(self, params: Any) -> Any:
         """`interruptConversation`."""
-        p = parse(m.InterruptConversationParams, params)
+        from convmgr.protocol.methods import InterruptConversationParams
+
+        p = parse(InterruptConversationParams, params)
         cid = p.conversation_id
         if self.conn.sequencer.idle(cid):
             return {"interrupted": self.manager.interrupt(cid)}
@@ -363,7 +396,9 @@ class Server:
 
     def list_conversations(self, params: Any) -> Any:
         """`listConversations`: newest first, with a cursor."""
-        p = parse(m.ListConversationsParams, params)
+        from convmgr.protocol.methods import ListConversationsParams
+
+        p = parse(ListConversationsParams, params)
 
         async def work() -> Any:
             try:
@@ -376,7 +411,9 @@ class Server:
 
     def resume_conversation(self, params: Any) -> Any:
         """`resumeConversation`."""
-        p = parse(m.ResumeConversationParams, params)
+        from convmgr.protocol.methods import ResumeConversationParams
+
+        p = parse(ResumeConversationParams, params)
         overrides: ConversationSettings = settings_of(p.overrides)
         if overrides.provider is not None:
             self.providers.get(overrides.provider)

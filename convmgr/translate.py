@@ -4,12 +4,14 @@ Results are built as plain dicts rather than through the pydantic models: this
 is the hot path of every response, and tests check the dicts against the models.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convmgr.core.manager import ConversationView
 from convmgr.core.records import ConversationRecord
 from convmgr.core.settings import ConversationSettings
-from convmgr.protocol.methods import ConversationSettingsParams
+
+if TYPE_CHECKING:
+    from convmgr.protocol.methods import ConversationSettingsParams
 
 
 def session_configured(record: ConversationRecord) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def conversation_info(view: ConversationView) -> dict[str, Any]:
     }
 
 
-def settings_of(params: ConversationSettingsParams | None) -> ConversationSettings:
+def settings_of(params: "ConversationSettingsParams | None") -> ConversationSettings:
     """The settings a params object gives (None where it gives nothing)."""
     if params is None:
         return ConversationSettings()

@@ -1,8 +1,8 @@
-"""Shared model configuration and small wire types."""
+"""The base of every wire model, and the conversation id type."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic.alias_generators import to_camel
 
 # Schemas are built on first use, not at import: start-up time matters (an
@@ -24,49 +24,4 @@ class WireModel(BaseModel):
 ConversationId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"),
-]
-
-
-class TextContent(WireModel):
-    """A piece of text input or message content."""
-
-    type: Literal["text"] = "text"
-    text: str
-
-
-class MessageItem(WireModel):
-    """A chat message in a conversation's history."""
-
-    type: Literal["message"] = "message"
-    role: Literal["user", "assistant", "system"]
-    content: list[TextContent]
-
-
-class ReasoningItem(WireModel):
-    """Reasoning text a model produced."""
-
-    type: Literal["reasoning"] = "reasoning"
-    text: str
-
-
-class FunctionCallItem(WireModel):
-    """A tool call the model made."""
-
-    type: Literal["functionCall"] = "functionCall"
-    call_id: str
-    name: str
-    arguments: str
-
-
-class FunctionCallOutputItem(WireModel):
-    """The output returned for a tool call."""
-
-    type: Literal["functionCallOutput"] = "functionCallOutput"
-    call_id: str
-    output: str
-
-
-HistoryItem = Annotated[
-    MessageItem | ReasoningItem | FunctionCallItem | FunctionCallOutputItem,
-    Field(discriminator="type"),
 ]

@@ -1,80 +1,11 @@
-"""Params and results of every request (PROTOCOL.md sections 2 and 4)."""
+"""Params and results of the conversation methods (PROTOCOL.md section 4)."""
 
 from typing import Any, Literal
 
 from pydantic import Field
 
-from convmgr.protocol.base import ConversationId, HistoryItem, TextContent, WireModel
-
-# --- lifecycle -------------------------------------------------------------
-
-
-class ClientInfo(WireModel):
-    """Who the client is."""
-
-    name: str
-    version: str | None = None
-
-
-class InitializeParams(WireModel):
-    """`initialize` params; every field is optional."""
-
-    protocol_version: str | None = None
-    client_info: ClientInfo | None = None
-    capabilities: dict[str, Any] | None = None
-
-
-class ServerInfo(WireModel):
-    """Name and version of this server."""
-
-    name: Literal["convmgr"] = "convmgr"
-    version: str
-
-
-class ProviderInfo(WireModel):
-    """A model provider the server can use."""
-
-    name: str
-    kind: str
-    default_model: str
-
-
-class ServerCapabilities(WireModel):
-    """What this server supports beyond the base protocol."""
-
-    framings: list[str] = Field(default_factory=lambda: ["ndjson", "lsp"])
-    batches: bool = True
-    cancellation: list[str] = Field(
-        default_factory=lambda: ["$/cancelRequest", "notifications/cancelled"]
-    )
-    persistent_store: bool = False
-
-
-class InitializeResult(WireModel):
-    """`initialize` result."""
-
-    protocol_version: Literal["1"] = "1"
-    server_info: ServerInfo
-    capabilities: ServerCapabilities
-    providers: list[ProviderInfo]
-
-
-class EmptyResult(WireModel):
-    """`{}`: the result of `ping` and `shutdown`."""
-
-
-class CancelRequestParams(WireModel):
-    """`$/cancelRequest` params (LSP)."""
-
-    id: int | str
-
-
-class CancelledNotificationParams(WireModel):
-    """`notifications/cancelled` params (MCP)."""
-
-    request_id: int | str
-    reason: str | None = None
-
+from convmgr.protocol.base import ConversationId, WireModel
+from convmgr.protocol.items import HistoryItem, TextContent
 
 # --- conversations ---------------------------------------------------------
 

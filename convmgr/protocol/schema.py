@@ -6,14 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from convmgr.protocol import events, methods
-from convmgr.protocol.base import HistoryItem
+from convmgr.protocol import events, lifecycle, methods
+from convmgr.protocol.items import HistoryItem
 
 # method -> (params model, result model); None: no params.
 METHODS: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {
-    "initialize": (methods.InitializeParams, methods.InitializeResult),
-    "ping": (None, methods.EmptyResult),
-    "shutdown": (None, methods.EmptyResult),
+    "initialize": (lifecycle.InitializeParams, lifecycle.InitializeResult),
+    "ping": (None, lifecycle.EmptyResult),
+    "shutdown": (None, lifecycle.EmptyResult),
     "newConversation": (methods.NewConversationParams, methods.NewConversationResult),
     "getConversation": (methods.GetConversationParams, methods.GetConversationResult),
     "removeConversation": (methods.RemoveConversationParams, methods.RemoveConversationResult),
@@ -29,8 +29,8 @@ METHODS: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {
 
 NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "conversation/event": events.ConversationEventParams,
-    "$/cancelRequest": methods.CancelRequestParams,
-    "notifications/cancelled": methods.CancelledNotificationParams,
+    "$/cancelRequest": lifecycle.CancelRequestParams,
+    "notifications/cancelled": lifecycle.CancelledNotificationParams,
 }
 
 
