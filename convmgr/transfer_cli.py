@@ -67,4 +67,3 @@ def import_command(store_path: Path | None, file: Path) -> int:
         return 1
     sys.stdout.write(conversation_id + "\n")
     return 0
-

@@ -195,6 +195,9 @@ class Connection:
             self._on_notification(message["method"], message.get("params"))
             return
         if checked.kind == "response":
+            if message["id"] not in self.endpoint._server_request_futures:
+                log.warning("ignoring a response to unknown request id %r", message["id"])
+                return
             self.endpoint.consume(message)
             return
         msg_id = message["id"]
