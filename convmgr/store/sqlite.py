@@ -1,0 +1,757 @@
+"""The SQLite store: conversations that survive restarts, crashes and a second process.
+
+One connection, owned by one dedicated thread that runs the store's jobs in
+order: the event loop never blocks on the database. Turn commits that queue up
+while the thread is busy go into one transaction (group commit), so many
+conversations finishing turns at once cost one hop and one commit. History
+items are one row each, keyed by (conversation_id, idx): reading the tail of a
+long history is an index range scan, never a full read.
+"""
+
+import asyncio
+import builtins
+import concurrent.futures
+import json
+import logging
+import os
+import queue
+import secrets
+import sqlite3
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+
+from convmgr.core.errors import ConversationExists, ConversationLocked
+from convmgr.core.records import ConversationRecord, Item, utc_now
+from convmgr.store.memory import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+# How long a writer waits for another process's write transaction to finish.
+BUSY_TIMEOUT_MS: Final = 10_000
+
+# Each entry upgrades the schema by one version; the index + 1 is the version
+# it produces. Never edit a released entry: append a new one.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE conversations (
+            conversation_id   TEXT PRIMARY KEY,
+            provider          TEXT NOT NULL,
+            model             TEXT NOT NULL,
+            instructions      TEXT,
+            cwd               TEXT,
+            metadata          TEXT,
+            ephemeral         INTEGER NOT NULL DEFAULT 0,
+            temperature       REAL,
+            max_output_tokens INTEGER,
+            created_at        TEXT NOT NULL,
+            updated_at        TEXT NOT NULL,
+            forked_from       TEXT,
+            history_length    INTEGER NOT NULL DEFAULT 0,
+            last_seq          INTEGER NOT NULL DEFAULT 0,
+            preview           TEXT
+        )
+        """,
+        # listConversations walks this index backwards: newest first, keyset paging.
+        "CREATE INDEX conversations_by_update ON conversations (updated_at, conversation_id)",
+        # An ordinary rowid table (not WITHOUT ROWID): items can be large tool
+        # outputs, which WITHOUT ROWID tables store badly.
+        """
+        CREATE TABLE items (
+            conversation_id TEXT NOT NULL,
+            idx             INTEGER NOT NULL,
+            json            TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, idx)
+        )
+        """,
+        """
+        CREATE TABLE leases (
+            conversation_id TEXT PRIMARY KEY,
+            owner_pid       INTEGER NOT NULL,
+            owner_token     TEXT NOT NULL,
+            owner_start     INTEGER,
+            boot_id         TEXT,
+            acquired_at     TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX leases_by_owner ON leases (owner_token)",
+    ),
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_COLUMNS: Final = (
+    "conversation_id, provider, model, instructions, cwd, metadata, ephemeral, temperature, "
+    "max_output_tokens, created_at, updated_at, forked_from, history_length, last_seq, preview"
+)
+
+# Tokens of the stores open in this process: a lease row with our pid is alive
+# exactly when its token is here (two stores in one process, as in tests).
+_LIVE_TOKENS: set[str] = set()
+
+
+class StoreOpenError(Exception):
+    """The store file cannot be opened; the message is one line meant for a human."""
+
+
+class StoreClosedError(RuntimeError):
+    """The store was used before open() or after close()."""
+
+
+# --- process identity (lease liveness) ---------------------------------------
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a process, from /proc."""
+    text = _read_text(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    # The command name (field 2) may contain spaces and ')': split after its last ')'.
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _boot_id() -> str | None:
+    text = _read_text("/proc/sys/kernel/random/boot_id")
+    return text.strip() if text else None
+
+
+def _process_alive(pid: int, start: int | None, boot_id: str | None) -> bool:
+    """Whether the process that wrote a lease row may still be running."""
+    if boot_id is not None and _BOOT_ID is not None and boot_id != _BOOT_ID:
+        return False  # written before a reboot
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    except OSError:
+        return True  # cannot tell: keep the lease rather than steal a live one
+    info = _proc_stat(pid)
+    if info is None:
+        return True  # no /proc (not Linux): the pid check is all we have
+    state, started = info
+    if state in ("Z", "X"):
+        return False  # killed and not yet reaped by its parent
+    # A different start time means the pid was reused by an unrelated process.
+    return start is None or started == start
+
+
+_BOOT_ID: Final = _boot_id()
+
+
+# --- the database thread ---------------------------------------------------------
+
+
+class _Job:
+    """One call to run on the database thread, and where its outcome goes."""
+
+    __slots__ = ("args", "batchable", "func", "future")
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
+        self.func = func
+        self.args = args
+        self.batchable = batchable
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+class _DbThread:
+    """A thread that runs jobs one at a time, in the order they were submitted.
+
+    Consecutive batchable jobs that are already queued when the thread gets to
+    the first of them are handed to `run_batch` together.
+    """
+
+    def __init__(self, name: str, run_batch: Callable[[list[_Job]], None]) -> None:
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._run_batch = run_batch
+        # A daemon: a process that exits without close() must not hang on it;
+        # WAL makes an interrupted transaction vanish as if never begun.
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    async def call(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
+        """Run func(*args) on the thread and return its result (or raise its error)."""
+        job = _Job(func, args, batchable)
+        self._queue.put(job)
+        # Once queued the job runs to the end; the caller waits for it even when
+        # cancelled, so it never mistakes a committed write for an abandoned one.
+        with anyio.CancelScope(shield=True):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                # Not asyncio (trio): block a helper thread on the future instead.
+                result = await anyio.to_thread.run_sync(job.future.result)
+            else:
+                result = await asyncio.wrap_future(job.future)
+        return cast(T, result)
+
+    def stop(self) -> None:
+        """End the thread after the jobs already queued."""
+        self._queue.put(None)
+
+    def _main(self) -> None:
+        held: deque[_Job | None] = deque()
+        while True:
+            job = held.popleft() if held else self._queue.get()
+            if job is None:
+                return
+            if not job.batchable:
+                _run_job(job)
+                continue
+            batch = [job]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or not more.batchable:
+                    held.append(more)  # runs next: order is kept
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+
+
+def _run_job(job: _Job) -> None:
+    try:
+        result = job.func(*job.args)
+    except BaseException as exc:
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(result)
+
+
+# --- the store -----------------------------------------------------------------
+
+
+def _record_from_row(row: Sequence[Any]) -> ConversationRecord:
+    return ConversationRecord(
+        conversation_id=row[0],
+        provider=row[1],
+        model=row[2],
+        instructions=row[3],
+        cwd=row[4],
+        metadata=None if row[5] is None else json.loads(row[5]),
+        ephemeral=bool(row[6]),
+        temperature=row[7],
+        max_output_tokens=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        forked_from=row[11],
+        history_length=row[12],
+        last_seq=row[13],
+        preview=row[14],
+    )
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a busy writer is waited for
+    # (busy_timeout) instead of failing when a read would upgrade to a write.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite ends the transaction itself after some errors (a full disk,
+        # say); a failed COMMIT leaves it open. Either way the next BEGIN works.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class SqliteStore:
+    """Conversations in one SQLite file (WAL), shared safely by several processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._thread: _DbThread | None = None
+        # Identifies this store's leases; the pid alone could be reused after a crash.
+        self._token = secrets.token_hex(16)
+        self._pid = os.getpid()
+        info = _proc_stat(self._pid)
+        self._start = None if info is None else info[1]
+
+    @property
+    def persistent(self) -> bool:
+        """Conversations outlive the process."""
+        return True
+
+    # --- plumbing -----------------------------------------------------------
+
+    async def _run(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
+        """Run blocking database work on the store's thread."""
+        if self._thread is None:
+            raise StoreClosedError(f"store {self.path} is not open")
+        return await self._thread.call(func, *args, batchable=batchable)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreClosedError(f"store {self.path} is not open")
+        return self._conn
+
+    # --- open / close ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file if needed, switch to WAL and run migrations; StoreOpenError if not."""
+        if self._thread is not None:
+            return
+        self._thread = _DbThread(f"convmgr-store-{self.path.name}", self._commit_batch_sync)
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            self._thread.stop()
+            self._thread = None
+            raise
+
+    def _open_sync(self) -> None:
+        if self._conn is not None:
+            return
+        path = self.path
+        self._prepare_file(path)
+        try:
+            conn = sqlite3.connect(
+                str(path),
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE)
+                check_same_thread=False,  # the limiter serialises all use
+            )
+        except sqlite3.Error as exc:
+            raise StoreOpenError(f"cannot open store {path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Refuse another program's database before anything writes to it
+            # (switching to WAL rewrites the header).
+            self._check_foreign(conn)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("store %s: WAL unavailable, journal mode is %s", path, mode)
+            # NORMAL in WAL mode survives a crash of the process (what kill -9
+            # does); only an OS crash or power loss can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreOpenError(f"cannot open store {path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        _LIVE_TOKENS.add(self._token)
+
+    @staticmethod
+    def _prepare_file(path: Path) -> None:
+        """Check the path and create an empty owner-only file; never touch a foreign file."""
+        directory = path.parent
+        if not directory.exists():
+            missing = [directory, *(p for p in directory.parents if not p.exists())]
+            try:
+                # Every directory we create is owner-only, not just the last one.
+                for created in reversed(missing):
+                    created.mkdir(mode=0o700, exist_ok=True)
+                    os.chmod(created, 0o700)  # mkdir's mode is masked by the umask
+            except OSError as exc:
+                raise StoreOpenError(
+                    f"cannot create store directory {directory}: {exc.strerror or exc}"
+                ) from exc
+        if not directory.is_dir():
+            raise StoreOpenError(f"store directory {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            # WAL needs to create -wal and -shm files next to the database.
+            raise StoreOpenError(f"store directory {directory} is not writable")
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise StoreOpenError(f"cannot open store {path}: {exc.strerror or exc}") from exc
+        if st is None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return  # another process created it meanwhile; SQLite handles the race
+            except OSError as exc:
+                raise StoreOpenError(f"cannot create store {path}: {exc.strerror or exc}") from exc
+            os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask
+            os.close(fd)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreOpenError(f"store {path} is not a regular file")
+        if st.st_size == 0:
+            return
+        try:
+            with open(path, "rb") as file:
+                header = file.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreOpenError(f"cannot read store {path}: {exc.strerror or exc}") from exc
+        if header != SQLITE_MAGIC:
+            raise StoreOpenError(f"store {path} is not a SQLite database")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreOpenError(f"store {path} is not writable")
+
+    def _check_foreign(self, conn: sqlite3.Connection) -> None:
+        """StoreOpenError when the database has tables but not ours."""
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if tables and "schema_version" not in tables:
+            raise StoreOpenError(f"store {self.path} is a SQLite database but not a convmgr store")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the schema up to SCHEMA_VERSION, in one transaction."""
+        with _write_transaction(conn):
+            # Checked again under the write lock: another process may be creating it.
+            self._check_foreign(conn)
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if found is None:
+                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise StoreOpenError(
+                    f"store {self.path} has schema version {version}, newer than this "
+                    f"convmgr understands ({SCHEMA_VERSION}); upgrade convmgr"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
+                conn.execute("UPDATE schema_version SET version = ?", (step + 1,))
+                log.info("store %s: migrated schema to version %d", self.path, step + 1)
+
+    async def close(self) -> None:
+        """Finish queued writes, release this store's leases and close (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                await thread.call(self._close_sync)
+            finally:
+                thread.stop()
+
+    def _close_sync(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        _LIVE_TOKENS.discard(self._token)
+        try:
+            with _write_transaction(conn):
+                conn.execute("DELETE FROM leases WHERE owner_token = ?", (self._token,))
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            # Leases left behind are recovered by the next opener (our pid is gone).
+            log.exception("store %s: could not release leases at close", self.path)
+        finally:
+            conn.close()
+
+    # --- conversations --------------------------------------------------------
+
+    async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
+        """Store a new conversation with its initial history; ConversationExists if taken."""
+        rows = [_dump(item) for item in items]
+        await self._run(self._create_sync, record, rows)
+
+    def _create_sync(self, record: ConversationRecord, rows: list[str]) -> None:
+        conn = self._db()
+        cid = record.conversation_id
+        with _write_transaction(conn):
+            try:
+                conn.execute(
+                    f"INSERT INTO conversations ({_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cid,
+                        record.provider,
+                        record.model,
+                        record.instructions,
+                        record.cwd,
+                        None if record.metadata is None else _dump(record.metadata),
+                        int(record.ephemeral),
+                        record.temperature,
+                        record.max_output_tokens,
+                        record.created_at,
+                        record.updated_at,
+                        record.forked_from,
+                        len(rows),
+                        record.last_seq,
+                        record.preview,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConversationExists(cid) from exc
+            conn.executemany(
+                "INSERT INTO items (conversation_id, idx, json) VALUES (?, ?, ?)",
+                ((cid, idx, row) for idx, row in enumerate(rows)),
+            )
+
+    async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
+        """Append one turn's items and save the record's summary, in one transaction."""
+        # Taken now, on the loop: the record may change while the job waits.
+        summary = (
+            record.provider,
+            record.model,
+            record.instructions,
+            record.cwd,
+            None if record.metadata is None else _dump(record.metadata),
+            record.temperature,
+            record.max_output_tokens,
+            record.updated_at,
+            record.last_seq,
+            record.preview,
+        )
+        rows = [_dump(item) for item in items]
+        await self._run(
+            self._commit_turn_sync, record.conversation_id, summary, rows, batchable=True
+        )
+
+    def _commit_batch_sync(self, jobs: builtins.list[_Job]) -> None:
+        """Run queued commit_turn jobs in one transaction; each succeeds or fails alone."""
+        errors: builtins.list[BaseException | None] = []
+        try:
+            conn = self._db()
+            with _write_transaction(conn):
+                if len(jobs) == 1:
+                    jobs[0].func(*jobs[0].args)
+                    errors.append(None)
+                else:
+                    for job in jobs:
+                        conn.execute("SAVEPOINT turn")
+                        try:
+                            job.func(*job.args)
+                        except Exception as exc:
+                            conn.execute("ROLLBACK TO turn")
+                            errors.append(exc)
+                        else:
+                            errors.append(None)
+                        conn.execute("RELEASE turn")
+        except BaseException as exc:
+            # The transaction as a whole failed (or the store is closed): nothing was kept.
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        for job, error in zip(jobs, errors, strict=True):
+            if error is None:
+                job.future.set_result(None)
+            else:
+                job.future.set_exception(error)
+
+    def _commit_turn_sync(self, cid: str, summary: tuple[Any, ...], rows: list[str]) -> None:
+        """One turn's writes; runs inside the batch's transaction."""
+        conn = self._db()
+        found = conn.execute(
+            "SELECT history_length FROM conversations WHERE conversation_id = ?", (cid,)
+        ).fetchone()
+        if found is None:
+            return  # deleted meanwhile: nothing to append to (as MemoryStore)
+        # Items go after what is stored, whatever the caller's count says:
+        # the rows are the truth and idx must stay dense.
+        start = int(found[0])
+        conn.executemany(
+            "INSERT INTO items (conversation_id, idx, json) VALUES (?, ?, ?)",
+            ((cid, start + offset, row) for offset, row in enumerate(rows)),
+        )
+        conn.execute(
+            "UPDATE conversations SET provider = ?, model = ?, instructions = ?, cwd = ?, "
+            "metadata = ?, temperature = ?, max_output_tokens = ?, updated_at = ?, "
+            "last_seq = ?, preview = ?, history_length = ? WHERE conversation_id = ?",
+            (*summary, start + len(rows), cid),
+        )
+
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        """The stored record, or None."""
+        return await self._run(self._get_sync, conversation_id)
+
+    def _get_sync(self, conversation_id: str) -> ConversationRecord | None:
+        row = (
+            self._db()
+            .execute(
+                f"SELECT {_COLUMNS} FROM conversations WHERE conversation_id = ?",
+                (conversation_id,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _record_from_row(row)
+
+    async def read_items(
+        self, conversation_id: str, offset: int = 0, limit: int | None = None
+    ) -> list[Item]:
+        """History items [offset, offset + limit) in order; all from offset when limit is None."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must not be negative")
+        return await self._run(self._read_items_sync, conversation_id, offset, limit)
+
+    def _read_items_sync(self, conversation_id: str, offset: int, limit: int | None) -> list[Item]:
+        conn = self._db()
+        if limit is None:
+            cursor = conn.execute(
+                "SELECT json FROM items WHERE conversation_id = ? AND idx >= ? ORDER BY idx",
+                (conversation_id, offset),
+            )
+        else:
+            cursor = conn.execute(
+                "SELECT json FROM items WHERE conversation_id = ? AND idx >= ? AND idx < ? "
+                "ORDER BY idx",
+                (conversation_id, offset, offset + limit),
+            )
+        loads = json.loads
+        return [loads(row[0]) for row in cursor]
+
+    async def list(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """A page of records, newest updated_at first, and the cursor of the next page.
+
+        Raises ValueError for a cursor this store did not make.
+        """
+        after = None if cursor is None else decode_cursor(cursor)
+        return await self._run(self._list_sync, after, max(0, limit))
+
+    def _list_sync(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> tuple[builtins.list[ConversationRecord], str | None]:
+        conn = self._db()
+        # One row more than asked tells whether a next page exists.
+        if after is None:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM conversations "
+                "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?",
+                (limit + 1,),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM conversations "
+                "WHERE (updated_at, conversation_id) < (?, ?) "
+                "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?",
+                (after[0], after[1], limit + 1),
+            ).fetchall()
+        page = [_record_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and page:
+            last = page[-1]
+            next_cursor = encode_cursor(last.updated_at, last.conversation_id)
+        return page, next_cursor
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Delete a conversation and its history; whether it existed.
+
+        ConversationLocked if another live process has it open.
+        """
+        return await self._run(self._delete_sync, conversation_id)
+
+    def _delete_sync(self, conversation_id: str) -> bool:
+        conn = self._db()
+        with _write_transaction(conn):
+            holder = self._foreign_holder(conn, conversation_id)
+            if holder is not None:
+                raise ConversationLocked(conversation_id, holder)
+            conn.execute("DELETE FROM items WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM leases WHERE conversation_id = ?", (conversation_id,))
+            deleted = conn.execute(
+                "DELETE FROM conversations WHERE conversation_id = ?", (conversation_id,)
+            ).rowcount
+        return deleted > 0
+
+    # --- leases -----------------------------------------------------------------
+
+    async def acquire(self, conversation_id: str) -> None:
+        """Take this process's lease on a conversation; ConversationLocked if another has it.
+
+        A lease whose owner process is gone (crashed) is taken over.
+        """
+        await self._run(self._acquire_sync, conversation_id)
+
+    def _acquire_sync(self, conversation_id: str) -> None:
+        conn = self._db()
+        with _write_transaction(conn):
+            holder = self._foreign_holder(conn, conversation_id)
+            if holder is not None:
+                raise ConversationLocked(conversation_id, holder)
+            conn.execute(
+                "INSERT OR REPLACE INTO leases "
+                "(conversation_id, owner_pid, owner_token, owner_start, boot_id, acquired_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, self._pid, self._token, self._start, _BOOT_ID, utc_now()),
+            )
+
+    def _foreign_holder(self, conn: sqlite3.Connection, conversation_id: str) -> str | None:
+        """'pid N' when a live owner other than this store holds the lease, else None."""
+        row = conn.execute(
+            "SELECT owner_pid, owner_token, owner_start, boot_id FROM leases "
+            "WHERE conversation_id = ?",
+            (conversation_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        pid, token, start, boot_id = row
+        if token == self._token:
+            return None
+        if pid == self._pid and start == self._start and boot_id == _BOOT_ID:
+            # Another store in this very process: alive while it is open.
+            alive = token in _LIVE_TOKENS
+        else:
+            alive = _process_alive(pid, start, boot_id)
+        if alive:
+            return f"pid {pid}"
+        log.info("store %s: taking over %s from dead pid %s", self.path, conversation_id, pid)
+        return None
+
+    async def release(self, conversation_id: str) -> None:
+        """Give up this process's lease on a conversation."""
+        await self._run(self._release_sync, conversation_id)
+
+    def _release_sync(self, conversation_id: str) -> None:
+        conn = self._db()
+        with _write_transaction(conn):
+            conn.execute(
+                "DELETE FROM leases WHERE conversation_id = ? AND owner_token = ?",
+                (conversation_id, self._token),
+            )
+
+    # --- maintenance ----------------------------------------------------------------
+
+    async def integrity_check(self) -> builtins.list[str]:
+        """PRAGMA integrity_check's findings: ["ok"] for a sound database."""
+        return await self._run(self._integrity_check_sync)
+
+    def _integrity_check_sync(self) -> builtins.list[str]:
+        return [str(row[0]) for row in self._db().execute("PRAGMA integrity_check")]
+
+    async def schema_version(self) -> int:
+        """The schema version of the open store."""
+        return await self._run(self._schema_version_sync)
+
+    def _schema_version_sync(self) -> int:
+        row = self._db().execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0])
