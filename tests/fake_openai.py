@@ -12,16 +12,18 @@ In a test, give `FakeOpenAI` a handler that scripts the reply:
         ... OpenAIChatProvider(settings(base_url=server.base_url)) ...
 
 Without a handler, `scenario_handler` reads the script from the request's model
-name (`deltas:2000`, `deltas:200:5` for 5 ms between deltas, `status:503`,
-`silent`, anything else echoes the last user message), so that a server in
-another process can be driven: `python tests/fake_openai.py` prints its base URL
-and serves until killed. `GET /_stats` tells how long the last stream took to send.
+name: `deltas:2000`; `deltas:200:5` for 5 ms between deltas; `deltas:200:5:jitter`
+for pauses of 0 to 10 ms; `status:503`; `silent`; anything else echoes the last
+user message. So a server in another process can be driven too: `python
+tests/fake_openai.py` prints its base URL and serves until killed, and
+`GET /_stats` tells how long the last `deltas` stream took to send.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -208,10 +210,17 @@ class FakeOpenAI:
             await reply.start()
             await reply.wait_closed()
         elif name == "deltas":
-            count, _, interval = arg.partition(":")
+            count, _, rest = arg.partition(":")
+            interval, _, jitter = rest.partition(":")
             pieces = (f"w{i} " for i in range(int(count)))
             started = time.perf_counter()
-            await stream_reply(request, reply, pieces, interval_s=float(interval or 0) / 1000)
+            await stream_reply(
+                request,
+                reply,
+                pieces,
+                interval_s=float(interval or 0) / 1000,
+                jitter=jitter == "jitter",
+            )
             self.last_stream_s = time.perf_counter() - started
         else:
             words = last_user_text(body).split(" ")
@@ -302,6 +311,7 @@ async def stream_reply(
     pieces: Iterable[str],
     *,
     interval_s: float = 0.0,
+    jitter: bool = False,
     usage: tuple[int, int] = (3, 5),
     reasoning: Iterable[str] = (),
 ) -> None:
@@ -316,7 +326,9 @@ async def stream_reply(
             await reply.sse(chat_chunk(reasoning=piece))
     for piece in pieces:
         if interval_s:
-            await anyio.sleep(interval_s)
+            # With jitter the pauses vary around the interval, as a model's
+            # do, and many streams do not all send at the same moments.
+            await anyio.sleep(random.uniform(0, 2 * interval_s) if jitter else interval_s)
         if responses:
             event = responses_event("response.output_text.delta", delta=piece)
             await reply.sse(event, event="response.output_text.delta")

@@ -531,6 +531,24 @@ async def test_an_error_inside_a_chat_stream() -> None:
     assert (error.message, error.code) == ("context too long", "context_length")
 
 
+async def test_a_transient_error_inside_a_chat_stream_is_retried() -> None:
+    async def handler(request: Request, reply: Reply) -> None:
+        if len(server.requests) == 1:
+            await reply.start()
+            await reply.sse(chat_chunk(content="par"))
+            error = {"message": "overloaded", "type": "server_error", "code": None}
+            await reply.sse({"error": error})
+            await reply.end()
+        else:
+            await stream_reply(request, reply, ["whole"])
+
+    async with FakeOpenAI(handler) as server:
+        events = await collect(make(OpenAIChatProvider, server), turn())
+    assert [type(e) for e in events[:2]] == [TextDelta, Retrying]
+    assert events[1].message == "overloaded"  # type: ignore[union-attr]
+    assert final_text(events) == "whole"
+
+
 async def test_response_failed_and_error_events() -> None:
     async def handler(request: Request, reply: Reply) -> None:
         await reply.start()

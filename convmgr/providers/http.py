@@ -103,18 +103,26 @@ def parse_json_event(data: str) -> dict[str, Any]:
     return value
 
 
-def error_fields(error: object) -> tuple[str | None, str | None]:
-    """The message and code of an API error object (OpenAI, vLLM or Ollama shape)."""
+def error_fields(error: object) -> tuple[str | None, str | None, str | None]:
+    """The message, code and type of an API error object (OpenAI, vLLM or Ollama shape)."""
     if isinstance(error, str):
-        return error, None
+        return error, None, None
     if not isinstance(error, dict):
-        return None, None
+        return None, None, None
     message = error.get("message") or error.get("detail") or error.get("error")
-    code = error.get("code") or error.get("type")
     return (
         message if isinstance(message, str) else None,
-        str(code) if isinstance(code, str | int) and code != "" else None,
+        _code(error.get("code")),
+        # A Responses `error` event's type is just "error": no information.
+        None if error.get("type") == "error" else _code(error.get("type")),
     )
+
+
+def _code(value: object) -> str | None:
+    """An error code as a string (vLLM sends numbers), None when absent."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        return None
+    return str(value)
 
 
 def item_text(item: Item) -> str:
@@ -347,13 +355,12 @@ def _body_message(body: str) -> tuple[str | None, str | None]:
         value = json.loads(body)
     except ValueError:
         return None, None
-    if isinstance(value, dict):
-        if "error" in value:
-            message, code = error_fields(value["error"])
-            if message:
-                return message, code
-        return error_fields(value)
-    return None, None
+    if not isinstance(value, dict):
+        return None, None
+    message, code, _ = error_fields(value.get("error", value))
+    if message is None and "error" in value:
+        message, code, _ = error_fields(value)
+    return message, code
 
 
 async def _status_error(response: httpx.Response) -> Exception:

@@ -118,12 +118,12 @@ class ChatStreamParser:
 
 
 def _raise_stream_error(error: object) -> NoReturn:
-    """Raise the error a server sent inside the stream."""
-    message, code = error_fields(error)
+    """Raise the error the server sent in the stream (retryable when it is transient)."""
+    message, code, kind = error_fields(error)
     message = message or "the provider reported an error"
-    if code in _TRANSIENT_ERRORS:
-        raise RetryableError(message, code)
-    raise ProviderError(message, code or "provider_error")
+    if code in _TRANSIENT_ERRORS or kind in _TRANSIENT_ERRORS:
+        raise RetryableError(message, code or kind or "provider_error")
+    raise ProviderError(message, code or kind or "provider_error")
 
 
 class OpenAIChatProvider(OpenAICompatibleProvider):

@@ -127,12 +127,12 @@ class ResponsesStreamParser:
 
 
 def _raise_error(error: object) -> NoReturn:
-    """Raise the error of a `response.failed` or `error` event."""
-    message, code = error_fields(error)
+    """Raise the error the server sent in the stream (retryable when it is transient)."""
+    message, code, kind = error_fields(error)
     message = message or "the provider reported an error"
-    if code in _TRANSIENT_ERRORS:
-        raise RetryableError(message, code)
-    raise ProviderError(message, code or "provider_error")
+    if code in _TRANSIENT_ERRORS or kind in _TRANSIENT_ERRORS:
+        raise RetryableError(message, code or kind or "provider_error")
+    raise ProviderError(message, code or kind or "provider_error")
 
 
 class OpenAIResponsesProvider(OpenAICompatibleProvider):
