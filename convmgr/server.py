@@ -4,11 +4,10 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ValidationError
 
 from convmgr import __version__
 from convmgr.core.errors import (
@@ -23,7 +22,6 @@ from convmgr.core.errors import (
 from convmgr.core.manager import ConversationManager
 from convmgr.core.settings import ConversationSettings, TurnSettings
 from convmgr.protocol.errors import ErrorCode
-from convmgr.protocol.lifecycle import InitializeParams
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.rpc.connection import Connection, Deferred
 from convmgr.rpc.errors import RpcError
@@ -32,7 +30,29 @@ from convmgr.translate import conversation_info, session_configured, settings_of
 
 log = logging.getLogger(__name__)
 
-P = TypeVar("P", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from convmgr.protocol import methods as m
+else:
+
+    class _LazyMethods:
+        """Stands for convmgr.protocol.methods until first used, then replaces itself.
+
+        pydantic and the conversation models cost ~90 ms to import and build:
+        `initialize` is answered without them (see Server.warm_up).
+        """
+
+        def __getattr__(self, name: str) -> Any:
+            global m
+            from convmgr.protocol import methods
+
+            m = methods
+            return getattr(methods, name)
+
+    m = _LazyMethods()
+
+P = TypeVar("P", bound="BaseModel")
 
 _ERROR_CODES: dict[type[ConversationError], ErrorCode] = {
     ConversationNotFound: ErrorCode.CONVERSATION_NOT_FOUND,
@@ -60,7 +80,11 @@ def parse(model: type[P], params: Any) -> P:
         raise RpcError(ErrorCode.INVALID_PARAMS, "params must be an object")
     try:
         return model.model_validate(params)
-    except ValidationError as exc:
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         first = errors[0]
         where = ".".join(str(part) for part in first["loc"]) or "params"
@@ -69,6 +93,38 @@ def parse(model: type[P], params: Any) -> P:
             f"invalid params: {where}: {first['msg']}",
             {"errors": errors},
         ) from None
+
+
+def _plain_initialize_params(params: Any) -> bool:
+    """Whether `initialize` params are plainly valid, checked without pydantic.
+
+    The common shapes are accepted here so that the first answer does not wait
+    for pydantic; anything else goes through InitializeParams as before.
+    """
+    if params is None:
+        return True
+    if type(params) is not dict or not params.keys() <= _INITIALIZE_KEYS:
+        return False
+    version = params.get("protocolVersion")
+    info = params.get("clientInfo")
+    capabilities = params.get("capabilities")
+    return (
+        (version is None or type(version) is str)
+        and (capabilities is None or type(capabilities) is dict)
+        and (
+            info is None
+            or (
+                type(info) is dict
+                and info.keys() <= _CLIENT_INFO_KEYS
+                and type(info.get("name")) is str
+                and (info.get("version") is None or type(info.get("version")) is str)
+            )
+        )
+    )
+
+
+_INITIALIZE_KEYS = frozenset({"protocolVersion", "clientInfo", "capabilities"})
+_CLIENT_INFO_KEYS = frozenset({"name", "version"})
 
 
 def rpc_error(exc: ConversationError) -> RpcError:
@@ -188,7 +244,10 @@ class Server:
 
     def initialize(self, params: Any) -> Any:
         """`initialize`: once, optional."""
-        parse(InitializeParams, params)
+        if not _plain_initialize_params(params):
+            from convmgr.protocol.lifecycle import InitializeParams
+
+            parse(InitializeParams, params)
         if self.initialized:
             raise RpcError(ErrorCode.INVALID_REQUEST, "initialize was already done")
         self.initialized = True
@@ -289,9 +348,7 @@ class Server:
 
     def new_conversation(self, params: Any) -> Any:
         """`newConversation`."""
-        from convmgr.protocol.methods import NewConversationParams
-
-        p = parse(NewConversationParams, params)
+        p = parse(m.NewConversationParams, params)
         self.providers.get(p.provider)
         conversation_id = p.conversation_id or self.manager.new_id()
         settings = settings_of(p)
@@ -304,9 +361,7 @@ class Server:
 
     def get_conversation(self, params: Any) -> Any:
         """`getConversation`."""
-        from convmgr.protocol.methods import GetConversationParams
-
-        p = parse(GetConversationParams, params)
+        p = parse(m.GetConversationParams, params)
         cid = p.conversation_id
         conv = self.manager.loaded(cid)
         if conv is not None and not p.include_history and self.conn.sequencer.idle(cid):
@@ -324,9 +379,7 @@ class Server:
 
     def remove_conversation(self, params: Any) -> Any:
         """`removeConversation`."""
-        from convmgr.protocol.methods import RemoveConversationParams
-
-        p = parse(RemoveConversationParams, params)
+        p = parse(m.RemoveConversationParams, params)
 
         async def work() -> Any:
             removed = await self.manager.remove_conversation(p.conversation_id, p.delete_history)
@@ -336,9 +389,7 @@ class Server:
 
     def fork_conversation(self, params: Any) -> Any:
         """`forkConversation`."""
-        from convmgr.protocol.methods import ForkConversationParams
-
-        p = parse(ForkConversationParams, params)
+        p = parse(m.ForkConversationParams, params)
         if (p.conversation_id is None) == (p.history is None):
             raise RpcError(
                 ErrorCode.INVALID_PARAMS,
@@ -363,9 +414,7 @@ class Server:
 
     def send_user_turn(self, params: Any) -> Any:
         """`sendUserTurn`: the response is queued before the turn's first event."""
-        from convmgr.protocol.methods import SendUserTurnParams
-
-        p = parse(SendUserTurnParams, params)
+        p = parse(m.SendUserTurnParams, params)
         o = p.overrides
         settings = (
             TurnSettings(o.model, o.temperature, o.max_output_tokens) if o else TurnSettings()
@@ -382,9 +431,7 @@ class Server:
 
     def interrupt_conversation(self, params: Any) -> Any:
         """`interruptConversation`."""
-        from convmgr.protocol.methods import InterruptConversationParams
-
-        p = parse(InterruptConversationParams, params)
+        p = parse(m.InterruptConversationParams, params)
         cid = p.conversation_id
         if self.conn.sequencer.idle(cid):
             return {"interrupted": self.manager.interrupt(cid)}
@@ -396,9 +443,7 @@ class Server:
 
     def list_conversations(self, params: Any) -> Any:
         """`listConversations`: newest first, with a cursor."""
-        from convmgr.protocol.methods import ListConversationsParams
-
-        p = parse(ListConversationsParams, params)
+        p = parse(m.ListConversationsParams, params)
 
         async def work() -> Any:
             try:
@@ -411,9 +456,7 @@ class Server:
 
     def resume_conversation(self, params: Any) -> Any:
         """`resumeConversation`."""
-        from convmgr.protocol.methods import ResumeConversationParams
-
-        p = parse(ResumeConversationParams, params)
+        p = parse(m.ResumeConversationParams, params)
         overrides: ConversationSettings = settings_of(p.overrides)
         if overrides.provider is not None:
             self.providers.get(overrides.provider)
