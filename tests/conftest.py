@@ -7,3 +7,31 @@ import pytest
 def anyio_backend() -> str:
     """Run anyio tests on asyncio, the backend convmgr serves on."""
     return "asyncio"
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start `python -m convmgr ARGS...` with piped stdio; every server is killed at teardown.
+
+    `spawn(*args, framing="ndjson", env=None, start_reading=True)` returns a
+    client.Client (tests/client.py). No user configuration or store leaks in: the
+    environment points every config/data directory into tmp_path.
+    """
+    from client import Client, server_env
+
+    clients = []
+
+    def start(*args, framing="ndjson", env=None, start_reading=True, validate=True):
+        client = Client(
+            [str(a) for a in args],
+            framing=framing,
+            env=server_env(tmp_path, env),
+            start_reading=start_reading,
+            validate=validate,
+        )
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.kill()
