@@ -122,6 +122,35 @@ async def single_turn(
     }
 
 
+async def ticker(lags: list[float], done: anyio.Event) -> None:
+    """Sleep 1 ms at a time until `done`, recording how late each wake-up is."""
+    while not done.is_set():
+        before = time.perf_counter()
+        await anyio.sleep(0.001)
+        lags.append(time.perf_counter() - before - 0.001)
+
+
+def percentiles(lags: list[float]) -> dict[str, float]:
+    """p50, p99 and max of the lags, in ms."""
+    lags = sorted(lags)
+    return {
+        "lag_p50_ms": lags[len(lags) // 2] * 1000,
+        "lag_p99_ms": lags[int(len(lags) * 0.99)] * 1000,
+        "lag_max_ms": lags[-1] * 1000,
+    }
+
+
+async def idle_lag(seconds: float) -> dict[str, float]:
+    """The ticker's lateness with nothing else to do: what the machine itself adds."""
+    lags: list[float] = []
+    done = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker, lags, done)
+        await anyio.sleep(seconds)
+        done.set()
+    return percentiles(lags)
+
+
 async def concurrent(
     base_url: str, kind: str, streams: int, deltas: int, interval_ms: float, jitter: bool
 ) -> dict[str, Any]:
@@ -133,19 +162,13 @@ async def concurrent(
     results: list[tuple[str, int, bool]] = []
     done = anyio.Event()
 
-    async def ticker() -> None:
-        while not done.is_set():
-            before = time.perf_counter()
-            await anyio.sleep(0.001)
-            lags.append(time.perf_counter() - before - 0.001)
-
     async def one() -> None:
         results.append(await run_turn(prov, model))
 
     started = time.perf_counter()
     cpu_started = time.process_time()
     async with anyio.create_task_group() as outer:
-        outer.start_soon(ticker)
+        outer.start_soon(ticker, lags, done)
         async with anyio.create_task_group() as group:
             for _ in range(streams):
                 group.start_soon(one)
@@ -155,7 +178,6 @@ async def concurrent(
     await prov.aclose()
     want = expected_text(deltas)
     complete = sum(1 for text, count, usage in results if text == want and count == deltas)
-    lags.sort()
     return {
         "kind": kind,
         "pace": f"{interval_ms:g} ms" + (" ~" if jitter else ""),
@@ -166,14 +188,14 @@ async def concurrent(
         "deltas_per_s": streams * deltas / elapsed,
         "busy": cpu / elapsed,
         "cpu_us_per_delta": cpu / (streams * deltas) * 1e6,
-        "lag_p50_ms": lags[len(lags) // 2] * 1000,
-        "lag_p99_ms": lags[int(len(lags) * 0.99)] * 1000,
-        "lag_max_ms": lags[-1] * 1000,
+        **percentiles(lags),
     }
 
 
 async def main(args: argparse.Namespace) -> None:
     """Run both benchmarks for both kinds and print the tables."""
+    # Other work on the machine shows up as event-loop lag: say how busy it was.
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     with fake_server() as base_url:
         singles = []
         for kind in KINDS:
@@ -193,6 +215,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"{row['client_ms']:>11.1f}{row['overhead']:>10.1%}{per:>10}"
             )
 
+        idle = await idle_lag(2.0)
         rows = [
             await concurrent(base_url, kind, args.streams, args.stream_deltas, interval, jitter)
             for jitter in (True, False)
@@ -215,6 +238,11 @@ async def main(args: argparse.Namespace) -> None:
                 f"{row['cpu_us_per_delta']:>9.0f}{row['lag_p50_ms']:>8.2f}"
                 f"{row['lag_p99_ms']:>8.2f}{row['lag_max_ms']:>8.2f}"
             )
+        print(
+            f"{'(idle ticker)':<18}{'':>9}{'':>9}{'':>6}{'':>10}{'':>9}{'':>6}{'':>9}"
+            f"{idle['lag_p50_ms']:>8.2f}{idle['lag_p99_ms']:>8.2f}{idle['lag_max_ms']:>8.2f}"
+        )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
+import anyio.to_thread
 
 from convmgr import __version__
 from convmgr.core.records import Item
@@ -147,6 +148,7 @@ class OpenAICompatibleProvider:
         self.settings = settings
         self._url = settings.base_url.rstrip("/") + self.path
         self._client: httpx.AsyncClient | None = None
+        self._client_lock: anyio.Lock | None = None
 
     @property
     def name(self) -> str:
@@ -185,7 +187,7 @@ class OpenAICompatibleProvider:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         content = json.dumps(self.build_body(request), ensure_ascii=False).encode()
-        client = self._get_client()
+        client = self._client or await self._make_client()
         max_retries = self.settings.max_retries
         attempt = 0
         while True:
@@ -264,22 +266,35 @@ class OpenAICompatibleProvider:
         if not parser.complete:
             raise RetryableError("the stream ended before the reply was complete", "broken_stream")
 
-    def _get_client(self) -> httpx.AsyncClient:
-        """The provider's one client, made on first use so that connections are reused."""
-        if self._client is None:
-            import httpx
+    async def _make_client(self) -> httpx.AsyncClient:
+        """The provider's one client (so that connections are reused), made on first use.
 
-            timeout = self.settings.request_timeout_s
-            self._client = httpx.AsyncClient(
-                # The read timeout bounds the silence between two chunks, so a
-                # stalled server is noticed (and retried) after request_timeout_s.
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-                # Each running turn holds a connection for the whole reply, so
-                # a bounded pool would make turn 101 wait for turn 1 to end;
-                # the manager's --max-conversations is the limit that applies.
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
-            )
+        Importing httpx (~85 ms) and building its TLS context (~40 ms) happen in
+        a worker thread: done on the event loop, they would stall every other
+        conversation's stream for that long.
+        """
+        if self._client_lock is None:
+            self._client_lock = anyio.Lock()
+        async with self._client_lock:
+            if self._client is None:
+                self._client = await anyio.to_thread.run_sync(self._new_client)
         return self._client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        """A client configured from the settings (runs in a worker thread)."""
+        import httpx
+        import httpx_sse  # noqa: F401  (imported here too, off the event loop)
+
+        timeout = self.settings.request_timeout_s
+        return httpx.AsyncClient(
+            # The read timeout bounds the silence between two chunks, so a
+            # stalled server is noticed (and retried) after request_timeout_s.
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+            # Each running turn holds a connection for the whole reply, so a
+            # bounded pool would make turn 101 wait for turn 1 to end; the
+            # manager's --max-conversations is the limit that applies.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+        )
 
     def _api_key(self) -> str | None:
         """The key from the environment, or None when the provider takes none."""
