@@ -21,6 +21,9 @@ class WireModel(BaseModel):
     model_config = WIRE_CONFIG
 
 
+# Counts and sizes fit a signed 64-bit integer (what SQLite and most clients hold).
+MAX_INT = 2**63 - 1
+
 ConversationId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"),

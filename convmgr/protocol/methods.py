@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from convmgr.protocol.base import ConversationId, WireModel
+from convmgr.protocol.base import MAX_INT, ConversationId, WireModel
 from convmgr.protocol.items import HistoryItem, TextContent
 
 # --- conversations ---------------------------------------------------------
@@ -20,7 +20,7 @@ class ConversationSettingsParams(WireModel):
     metadata: dict[str, Any] | None = None
     ephemeral: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
 class NewConversationParams(ConversationSettingsParams):
@@ -54,8 +54,8 @@ class GetConversationParams(WireModel):
 
     conversation_id: ConversationId
     include_history: bool = False
-    history_offset: int = Field(default=0, ge=0)
-    history_limit: int | None = Field(default=None, ge=0)
+    history_offset: int = Field(default=0, ge=0, le=MAX_INT)
+    history_limit: int | None = Field(default=None, ge=0, le=MAX_INT)
 
 
 class ConversationInfo(WireModel):
@@ -99,7 +99,7 @@ class ForkConversationParams(WireModel):
 
     conversation_id: ConversationId | None = None
     history: list[HistoryItem] | None = None
-    drop_last_messages: int = Field(default=0, ge=0)
+    drop_last_messages: int = Field(default=0, ge=0, le=MAX_INT)
     overrides: NewConversationParams | None = None
 
 
@@ -108,7 +108,7 @@ class TurnOverrides(WireModel):
 
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
 class SendUserTurnParams(WireModel):

@@ -8,7 +8,7 @@ and invalid input are handled here, before the Endpoint sees anything.
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +74,7 @@ class Connection:
         self._notifications: dict[str, NotificationHandler] = {}
         self.endpoint = Endpoint({}, self._consume_outgoing, max_workers=1)
         self.sequencer = KeyedSequencer()
-        self._inflight: dict[RequestId, anyio.CancelScope] = {}
+        self._inflight: dict[Hashable, anyio.CancelScope] = {}
         self._inflight_done = anyio.Event()
         self._batch_of: dict[RequestId, _Batch] = {}
         self._task_group: TaskGroup | None = None
@@ -240,6 +240,9 @@ class Connection:
                 if scope is not None:
                     scope.cancel()
             return
+        if method in self._handlers:
+            self._run_unanswered(method, params)
+            return
         handler = self._notifications.get(method)
         if handler is None:
             log.debug("ignoring notification %s", method)
@@ -268,19 +271,40 @@ class Connection:
 
         return run
 
+    def _run_unanswered(self, method: str, params: Any) -> None:
+        """A method called as a notification: carried out, never answered (JSON-RPC 2.0)."""
+
+        def report(future: Future[Any]) -> None:
+            exc = future.exception()
+            if exc is not None:
+                log.warning("notification %s failed: %s", method, exc)
+
+        try:
+            result = self._handlers[method](params)
+        except Exception as exc:
+            log.warning("notification %s failed: %s", method, exc)
+            return
+        if isinstance(result, Deferred):
+            # A key no request id can equal: it is waited for at end of input,
+            # but cannot be cancelled (it has no id to name).
+            future = self._start(result, object())
+            future.add_done_callback(report)
+
     def _defer(self, deferred: Deferred) -> Future[Any]:
+        return self._start(deferred, self._current_id)
+
+    def _start(self, deferred: Deferred, key: Hashable) -> Future[Any]:
         assert self._task_group is not None
         future: Future[Any] = Future()
-        msg_id = self._current_id
         scope = anyio.CancelScope()
-        self._inflight[msg_id] = scope
+        self._inflight[key] = scope
         ticket = self.sequencer.ticket(deferred.keys) if deferred.keys else None
-        self._task_group.start_soon(self._run_deferred, msg_id, deferred, future, scope, ticket)
+        self._task_group.start_soon(self._run_deferred, key, deferred, future, scope, ticket)
         return future
 
     async def _run_deferred(
         self,
-        msg_id: RequestId,
+        msg_id: Hashable,
         deferred: Deferred,
         future: Future[Any],
         scope: anyio.CancelScope,
