@@ -269,6 +269,58 @@ async def test_sse_framing_is_read_whatever_the_chunking() -> None:
             assert events[-1] == Usage(2, 3, 5)
 
 
+async def test_a_responses_stream_as_openai_sends_it() -> None:
+    # Every event named in `event:` as well as in `type`, with the bookkeeping
+    # events around the deltas, two reasoning summary parts, and `done` events
+    # that repeat the text (they are skipped, not parsed).
+    def named(kind: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+        return kind, {"type": kind, "sequence_number": 0, **fields}
+
+    script = [
+        named("response.created", response={"id": "resp_1", "status": "in_progress"}),
+        named("response.in_progress", response={"id": "resp_1"}),
+        named("response.output_item.added", output_index=0, item={"type": "reasoning"}),
+        named("response.reasoning_summary_part.added", summary_index=0),
+        named("response.reasoning_summary_text.delta", summary_index=0, delta="First, "),
+        named("response.reasoning_summary_text.delta", summary_index=0, delta="look."),
+        named("response.reasoning_summary_text.delta", summary_index=1, delta="Then answer."),
+        named("response.reasoning_summary_text.done", summary_index=1, text="Then answer."),
+        named("response.output_item.added", output_index=1, item={"type": "message"}),
+        named("response.content_part.added", output_index=1, content_index=0),
+        named("response.output_text.delta", output_index=1, content_index=0, delta="Forty"),
+        named("response.output_text.delta", output_index=1, content_index=0, delta="-two."),
+        named("response.output_text.done", output_index=1, content_index=0, text="Forty-two."),
+        named("response.content_part.done", part={"type": "output_text", "text": "Forty-two."}),
+        named("response.output_item.done", item={"type": "message"}),
+        named(
+            "response.completed",
+            response={
+                "id": "resp_1",
+                "status": "completed",
+                "usage": {"input_tokens": 9, "output_tokens": 20, "total_tokens": 29},
+            },
+        ),
+    ]
+
+    async def handler(request: Request, reply: Reply) -> None:
+        await reply.start()
+        for name, payload in script:
+            await reply.sse(payload, event=name)
+        await reply.end()
+
+    async with FakeOpenAI(handler) as server:
+        events = await collect(make(OpenAIResponsesProvider, server), turn())
+    assert events == [
+        ReasoningDelta("First, "),
+        ReasoningDelta("look."),
+        ReasoningDelta("\n\n"),
+        ReasoningDelta("Then answer."),
+        TextDelta("Forty"),
+        TextDelta("-two."),
+        Usage(9, 20, 29),
+    ]
+
+
 async def test_connections_are_reused_between_turns() -> None:
     async def handler(request: Request, reply: Reply) -> None:
         await stream_reply(request, reply, ["a", "b"])

@@ -31,6 +31,7 @@ _REASONING_DELTAS = frozenset(
     {"response.reasoning_text.delta", "response.reasoning_summary_text.delta"}
 )
 _FINAL = frozenset({"response.completed", "response.incomplete"})
+_WANTED = _TEXT_DELTAS | _REASONING_DELTAS | _FINAL | {"response.failed", "error"}
 
 
 def responses_input(request: TurnRequest) -> list[dict[str, Any]]:
@@ -83,7 +84,10 @@ class ResponsesStreamParser:
             # Not part of the API, but some compatible servers end with it.
             self.finished = True
             return []
-        if not data:
+        if not data or (event != "message" and event not in _WANTED):
+            # OpenAI names each event in the SSE `event:` field too ("message"
+            # is the name of an unnamed one); those not needed are not parsed:
+            # the `*.done` events repeat the whole text, several times over.
             return []
         payload = parse_json_event(data)
         kind = payload.get("type") or event
