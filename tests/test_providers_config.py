@@ -6,10 +6,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from convmgr.providers.config import ConfigError, config_path, load_registry
+from convmgr.providers.config import (
+    ConfigError,
+    config_path,
+    fast_config,
+    load_registry,
+    validated_config,
+)
 from convmgr.providers.http import OpenAICompatibleProvider
 from convmgr.providers.openai_chat import OpenAIChatProvider
 from convmgr.providers.openai_responses import OpenAIResponsesProvider
@@ -240,3 +249,100 @@ def test_loading_a_configuration_does_not_import_httpx(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "[]"
+
+
+# --- the fast path ----------------------------------------------------------------
+
+# Values a provider table can hold: each key gets a good value most of the
+# time and an odd or wrong one (of any type) now and then.
+_GOOD: dict[str, st.SearchStrategy[Any]] = {
+    "kind": st.sampled_from(["openai-chat", "openai-responses"]),
+    "base_url": st.sampled_from(
+        ["http://127.0.0.1:11434/v1", "https://api.openai.com/v1/", "http://h", "https://h:1/"]
+    ),
+    "default_model": st.sampled_from(["m", "llama3.2", "gpt-4.1"]),
+    "api_key_env": st.sampled_from(["MY_KEY", "_k", "K1"]),
+    "request_timeout_s": st.one_of(st.integers(1, 10_000), st.floats(0.001, 1e6)),
+    "max_retries": st.integers(0, 100),
+    "retry_base_delay_s": st.one_of(st.integers(0, 60), st.floats(0, 60)),
+}
+_ODD: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from(
+        ["", "other", "MY KEY", "1KEY", "ok\n", "ftp://h", "http://", "http://[::1",
+         "http://h/v1?x=1", "http://h/v1#f", "localhost:8080", "600", None]
+    ),
+    st.integers(-5, 200),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+_OPTIONAL = ("api_key_env", "request_timeout_s", "max_retries", "retry_base_delay_s")
+
+
+@st.composite
+def _provider_tables(draw: st.DrawFn) -> Any:
+    """A provider table, mostly valid, with a missing, wrong or unknown key now and then."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(_ODD)
+    table: dict[str, Any] = {}
+    for key, good in _GOOD.items():
+        if key in _OPTIONAL and draw(st.booleans()):
+            continue
+        if draw(st.integers(0, 11)) == 0:
+            if draw(st.booleans()):
+                continue  # leave a key out
+            table[key] = draw(_ODD)
+        else:
+            table[key] = draw(good)
+    if draw(st.integers(0, 11)) == 0:
+        table[draw(st.sampled_from(["api_key", "max_retires", "headers"]))] = draw(_ODD)
+    return table
+
+
+@st.composite
+def _configs(draw: st.DrawFn) -> dict[str, Any]:
+    """A whole file's table, mostly valid."""
+    table: dict[str, Any] = {}
+    if draw(st.booleans()):
+        table["default_provider"] = draw(st.sampled_from(["local", "b", "echo"]))
+    if draw(st.integers(0, 3)):
+        names = st.sampled_from(["local", "b", "my local"])
+        table["providers"] = draw(st.dictionaries(names, _provider_tables(), max_size=3))
+    if draw(st.integers(0, 11)) == 0:
+        table[draw(st.sampled_from(["default_provider", "providers", "default_providr"]))] = draw(
+            _ODD
+        )
+    return table
+
+
+@settings(max_examples=400, deadline=None)
+@given(_configs())
+def test_the_fast_path_accepts_only_what_pydantic_accepts_and_reads_it_alike(
+    table: dict[str, Any],
+) -> None:
+    fast = fast_config(table)
+    if fast is None:
+        return
+    assert validated_config("config.toml", table) == fast
+
+
+@pytest.mark.parametrize("text", [FULL, "", 'default_provider = "echo"\n'])
+def test_ordinary_files_take_the_fast_path(text: str) -> None:
+    import tomllib
+
+    table = tomllib.loads(text)
+    assert fast_config(table) == validated_config("config.toml", table)
+    assert fast_config(table) is not None
+
+
+def test_loading_a_valid_configuration_does_not_import_pydantic(tmp_path: Path) -> None:
+    # Start-up time: the server answers `initialize` without pydantic models.
+    path = write(tmp_path, FULL)
+    code = (
+        "import sys; from pathlib import Path;"
+        "from convmgr.providers.config import load_registry;"
+        f"load_registry(Path({str(path)!r}));"
+        "print('pydantic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

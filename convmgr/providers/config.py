@@ -1,31 +1,46 @@
 """The TOML configuration file: where it is, what it says, the providers it makes.
 
-Only what every start needs is imported here. tomllib, platformdirs, the
-pydantic models of the file and the HTTP providers are imported when they are
-needed, so that a server without a configuration file starts as fast as it can.
+Only what every start needs is imported here: tomllib and platformdirs when
+they are needed, pydantic only when a file is not plainly valid (to explain
+what is wrong), httpx on a provider's first turn.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import urlsplit
 
 from convmgr.providers.base import Provider
 from convmgr.providers.echo import EchoProvider
+from convmgr.providers.http import HttpProviderSettings
 from convmgr.providers.registry import ProviderRegistry
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from convmgr.providers.config_model import ConfigFile, ProviderConfig
-
 CONFIG_ENV = "CONVMGR_CONFIG"
 CONFIG_FILE_NAME = "config.toml"
 BUILTIN_PROVIDER = "echo"
 
+KINDS = ("openai-chat", "openai-responses")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PROVIDER_KEYS = frozenset(
+    {
+        "kind",
+        "base_url",
+        "default_model",
+        "api_key_env",
+        "request_timeout_s",
+        "max_retries",
+        "retry_base_delay_s",
+    }
+)
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -55,9 +70,25 @@ def config_path(
     return Path(user_config_dir("convmgr")) / CONFIG_FILE_NAME, False
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderEntry:
+    """One validated `[providers.NAME]` table: its kind and its settings."""
+
+    kind: str
+    settings: HttpProviderSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ProvidersConfig:
+    """A validated configuration file."""
+
+    default_provider: str = BUILTIN_PROVIDER
+    providers: dict[str, ProviderEntry] = field(default_factory=dict)
+
+
 def load_config(
     path: Path | None = None, env: Mapping[str, str] | None = None
-) -> ConfigFile | None:
+) -> ProvidersConfig | None:
     """The validated configuration, or None when the default file does not exist.
 
     Raises ConfigError when a named file is missing, or any file is unreadable or invalid.
@@ -74,13 +105,9 @@ def load_config(
     return parse_config(file, data)
 
 
-def parse_config(file: Path | str, data: bytes) -> ConfigFile:
+def parse_config(file: Path | str, data: bytes) -> ProvidersConfig:
     """Validate the bytes of a configuration file; ConfigError names what is wrong."""
     import tomllib
-
-    from pydantic import ValidationError
-
-    from convmgr.providers.config_model import ConfigFile
 
     try:
         table = tomllib.loads(data.decode("utf-8"))
@@ -88,10 +115,14 @@ def parse_config(file: Path | str, data: bytes) -> ConfigFile:
         raise ConfigError(file, ["not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, [f"invalid TOML: {exc}"]) from None
-    try:
-        config = ConfigFile.model_validate(table)
-    except ValidationError as exc:
-        raise ConfigError(file, _describe(exc)) from None
+    # Importing pydantic and building the models costs ~45 ms of start-up, a
+    # third of the budget for answering `initialize`: a file that is plainly
+    # valid is taken without them. The pydantic models stay the definition
+    # (and explain every error); tests check that the fast path never accepts
+    # what they refuse, nor reads anything differently.
+    config = fast_config(table)
+    if config is None:
+        config = validated_config(file, table)
     problems = []
     if BUILTIN_PROVIDER in config.providers:
         problems.append(
@@ -108,6 +139,106 @@ def parse_config(file: Path | str, data: bytes) -> ConfigFile:
     return config
 
 
+def validated_config(file: Path | str, table: dict[str, Any]) -> ProvidersConfig:
+    """The configuration as the pydantic models read it; ConfigError lists every problem."""
+    from pydantic import ValidationError
+
+    from convmgr.providers.config_model import ConfigFile
+
+    try:
+        model = ConfigFile.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(file, _describe(exc)) from None
+    providers = {
+        name: ProviderEntry(
+            kind=entry.kind,
+            settings=HttpProviderSettings(
+                name=name,
+                base_url=entry.base_url,
+                default_model=entry.default_model,
+                api_key_env=entry.api_key_env,
+                request_timeout_s=entry.request_timeout_s,
+                max_retries=entry.max_retries,
+                retry_base_delay_s=entry.retry_base_delay_s,
+            ),
+        )
+        for name, entry in model.providers.items()
+    }
+    return ProvidersConfig(model.default_provider, providers)
+
+
+def fast_config(table: dict[str, Any]) -> ProvidersConfig | None:
+    """The configuration if it is plainly valid, else None (pydantic must judge and explain).
+
+    Accepts a subset of what config_model.ConfigFile accepts, read the same way.
+    """
+    if not table.keys() <= {"default_provider", "providers"}:
+        return None
+    default = table.get("default_provider", BUILTIN_PROVIDER)
+    tables = table.get("providers", {})
+    if not isinstance(default, str) or not default or not isinstance(tables, dict):
+        return None
+    providers = {}
+    for name, entry in tables.items():
+        settings = _fast_settings(name, entry)
+        if settings is None:
+            return None
+        providers[name] = ProviderEntry(entry["kind"], settings)
+    return ProvidersConfig(default, providers)
+
+
+def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
+    """One provider table's settings if they are plainly valid, else None."""
+    if not isinstance(entry, dict) or not entry.keys() <= _PROVIDER_KEYS:
+        return None
+    kind = entry.get("kind")
+    base_url = entry.get("base_url")
+    model = entry.get("default_model")
+    env = entry.get("api_key_env")
+    timeout = entry.get("request_timeout_s", 600.0)
+    retries = entry.get("max_retries", 4)
+    delay = entry.get("retry_base_delay_s", 0.5)
+    if (
+        kind not in KINDS
+        or not isinstance(base_url, str)
+        or not isinstance(model, str)
+        or not model
+        or not (env is None or (isinstance(env, str) and ENV_NAME.fullmatch(env)))
+        or not (_is_number(timeout) and timeout > 0)
+        or not (type(retries) is int and 0 <= retries <= 100)
+        or not (_is_number(delay) and 0 <= delay <= 60)
+    ):
+        return None
+    try:
+        base_url = check_base_url(base_url)
+    except ValueError:
+        return None
+    return HttpProviderSettings(
+        name=name,
+        base_url=base_url,
+        default_model=model,
+        api_key_env=env,
+        request_timeout_s=float(timeout),
+        max_retries=retries,
+        retry_base_delay_s=float(delay),
+    )
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float, not a bool (which pydantic would refuse for a float)."""
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def check_base_url(value: str) -> str:
+    """An http(s) URL with a host, without its trailing slash; ValueError otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or a fragment")
+    return value.rstrip("/")
+
+
 def load_registry(path: Path | None = None) -> ProviderRegistry:
     """The built-in echo provider plus the configured ones, with the configured default.
 
@@ -120,34 +251,23 @@ def load_registry(path: Path | None = None) -> ProviderRegistry:
     return registry_from_config(config)
 
 
-def registry_from_config(config: ConfigFile) -> ProviderRegistry:
+def registry_from_config(config: ProvidersConfig) -> ProviderRegistry:
     """The providers a validated configuration describes (echo first)."""
     providers: dict[str, Provider] = {BUILTIN_PROVIDER: EchoProvider()}
-    for name, table in config.providers.items():
-        providers[name] = make_provider(name, table)
+    for name, entry in config.providers.items():
+        providers[name] = make_provider(entry)
     return ProviderRegistry(providers, config.default_provider)
 
 
-def make_provider(name: str, table: ProviderConfig) -> Provider:
+def make_provider(entry: ProviderEntry) -> Provider:
     """The provider one `[providers.NAME]` table describes (httpx is not imported yet)."""
-    from convmgr.providers.http import HttpProviderSettings
-
-    settings = HttpProviderSettings(
-        name=name,
-        base_url=table.base_url,
-        default_model=table.default_model,
-        api_key_env=table.api_key_env,
-        request_timeout_s=table.request_timeout_s,
-        max_retries=table.max_retries,
-        retry_base_delay_s=table.retry_base_delay_s,
-    )
-    if table.kind == "openai-chat":
+    if entry.kind == "openai-chat":
         from convmgr.providers.openai_chat import OpenAIChatProvider
 
-        return OpenAIChatProvider(settings)
+        return OpenAIChatProvider(entry.settings)
     from convmgr.providers.openai_responses import OpenAIResponsesProvider
 
-    return OpenAIResponsesProvider(settings)
+    return OpenAIResponsesProvider(entry.settings)
 
 
 def _describe(error: ValidationError) -> list[str]:

@@ -5,9 +5,10 @@ does not build these schemas at start-up.
 """
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from convmgr.providers.config import check_base_url
 
 # Strict about unknown keys: a misspelt `max_retires` must be an error, not a
 # silently ignored setting.
@@ -35,12 +36,7 @@ class ProviderConfig(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         """An http(s) URL with a host; the trailing slash dropped."""
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query or a fragment")
-        return value.rstrip("/")
+        return check_base_url(value)
 
 
 class ConfigFile(BaseModel):
