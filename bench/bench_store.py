@@ -2,6 +2,9 @@
 
 Usage: python bench/bench_store.py [--dir DIR] [--conversations N] [--items N]
 
+Also: forkConversation of the 100,000-item conversation, copied inside the
+store (fork_history), in a fresh child process: time and extra RSS.
+
 Targets (issue 3): a listConversations page of 50 out of 100,000 stored in
 <= 20 ms; resume of a 100,000-item conversation in <= 300 ms and <= 50 MiB of
 extra RSS. The resume is measured in a fresh child process so that the
@@ -65,8 +68,8 @@ def populate(path: Path, conversations: int, items: int) -> None:
         (BIG, now, now, items, items * 3),
     )
     conn.executemany(
-        "INSERT INTO items (conversation_id, idx, json) VALUES (?, ?, ?)",
-        ((BIG, n, item_json(n)) for n in range(items)),
+        "INSERT INTO items (conversation_id, idx, json, is_user) VALUES (?, ?, ?, ?)",
+        ((BIG, n, item_json(n), int(n % 2 == 0)) for n in range(items)),
     )
     conn.execute("COMMIT")
     conn.close()
@@ -134,6 +137,59 @@ async def resume_child(path: Path) -> None:
             }
         )
     )
+
+
+async def fork_child(path: Path, new_id: str, drop: int) -> None:
+    """In a fresh process: fork the big conversation inside the store; print JSON."""
+    store = SqliteStore(path)
+    await store.open()
+    before = rss_kib()
+    start = time.perf_counter()
+    now = utc_now()
+    record = ConversationRecord(
+        conversation_id=new_id,
+        provider="echo",
+        model="echo",
+        created_at=now,
+        updated_at=now,
+        forked_from=BIG,
+    )
+    length = await store.fork_history(BIG, record, drop)
+    elapsed = time.perf_counter() - start
+    after = rss_kib()
+    assert record.preview is not None
+    await store.close()
+    print(json.dumps({"fork_ms": elapsed * 1000, "fork_rss_kib": after - before, "length": length}))
+
+
+def bench_fork(path: Path, items: int, rows: list[tuple[str, str, str]]) -> None:
+    """forkConversation of the big stored conversation (fresh child processes, best of 3)."""
+    for drop in (0, 1):
+        results = []
+        for run in range(3):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--fork-child",
+                    str(path),
+                    f"fork-{drop}-{run}",
+                    str(drop),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            results.append(json.loads(out))
+        fork = min(r["fork_ms"] for r in results)
+        rss = max(r["fork_rss_kib"] for r in results) / 1024
+        rows.append(
+            (
+                f"fork ({items:,} items, dropLastMessages {drop}) in the store",
+                f"{fork:7.2f} ms, {rss:.1f} MiB extra RSS",
+                "info (was: read all + insert)",
+            )
+        )
 
 
 def bench_resume(path: Path, items: int, rows: list[tuple[str, str, str]]) -> None:
@@ -239,6 +295,7 @@ async def main(args: argparse.Namespace) -> None:
         rows: list[tuple[str, str, str]] = []
         await bench_list(path, rows)
         bench_resume(path, args.items, rows)
+        bench_fork(path, args.items, rows)
         await bench_commits(directory, rows)
     print(
         f"store: {args.conversations:,} conversations + one of {args.items:,} items, "
@@ -255,8 +312,12 @@ if __name__ == "__main__":
     parser.add_argument("--conversations", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--resume-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--fork-child", nargs=3, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.resume_child is not None:
         anyio.run(resume_child, parsed.resume_child)
+    elif parsed.fork_child is not None:
+        fork_path, fork_id, fork_drop = parsed.fork_child
+        anyio.run(fork_child, Path(fork_path), fork_id, int(fork_drop))
     else:
         anyio.run(main, parsed)

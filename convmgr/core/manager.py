@@ -178,6 +178,11 @@ class ConversationManager:
                 temperature=rec.temperature,
                 max_output_tokens=rec.max_output_tokens,
             )
+            if not rec.ephemeral and not base.overlay(overrides).ephemeral:
+                # Copied inside the store: the source's history is never read here.
+                return await self._create(
+                    new_id, base.overlay(overrides), [], source_id, drop_last_messages
+                )
             history = await self.read_history(source_id)
         items = truncate_after_dropping_last_messages(history or [], drop_last_messages)
         return await self._create(new_id, base.overlay(overrides), items, forked_from=source_id)
@@ -226,7 +231,9 @@ class ConversationManager:
         settings: ConversationSettings,
         items: list[Item],
         forked_from: str | None,
+        drop_last_messages: int | None = None,
     ) -> ConversationRecord:
+        """Create and load a conversation; with drop_last_messages, a stored fork of forked_from."""
         if conversation_id is None:
             conversation_id = self.new_id()
         self._check_capacity(conversation_id)
@@ -254,7 +261,10 @@ class ConversationManager:
                 conv = Conversation(record, self._sink, items)
             else:
                 # A stored conversation with this id that is not loaded also counts as taken.
-                await self.store.create(record, items)
+                if drop_last_messages is not None and forked_from is not None:
+                    await self.store.fork_history(forked_from, record, drop_last_messages)
+                else:
+                    await self.store.create(record, items)
                 await self.store.acquire(conversation_id)
                 conv = Conversation(replace(record), self._sink)
             self._loaded[conversation_id] = conv
@@ -271,6 +281,7 @@ class ConversationManager:
             return await self.store.delete(conversation_id) if delete_history else False
         await self._close(conv, "removed")
         if not conv.record.ephemeral:
+            await self._save_closed([conv])
             await self.store.release(conversation_id)
             if delete_history:
                 await self.store.delete(conversation_id)
@@ -284,6 +295,7 @@ class ConversationManager:
         if self._loaded.get(conv.conversation_id) is conv:
             del self._loaded[conv.conversation_id]
             conv.emit(None, {"type": "shutdownComplete"})
+            conv.record.last_seq = conv.seq
 
     def abort_all(self, reason: str) -> None:
         """Abort every running turn."""
@@ -295,8 +307,19 @@ class ConversationManager:
         """Abort every turn and end every loaded conversation; no new turns start after."""
         self._closed = True
         self.abort_all(reason)
-        for conv in list(self._loaded.values()):
+        closing = list(self._loaded.values())
+        for conv in closing:
             await self._close(conv, reason)
+        await self._save_closed([conv for conv in closing if not conv.record.ephemeral])
+
+    async def _save_closed(self, closed: list[Conversation]) -> None:
+        """Store what closing changed (lastSeq after shutdownComplete), in one transaction."""
+        if not closed:
+            return
+        try:
+            await self.store.save_records([conv.record for conv in closed])
+        except Exception:
+            log.exception("could not save %d closed conversations", len(closed))
 
     async def drain(self, timeout: float) -> None:
         """Let running turns finish for up to `timeout` seconds, then close everything."""

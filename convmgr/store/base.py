@@ -34,6 +34,29 @@ class ConversationStore(Protocol):
         """Append one turn's items and save the record's summary, in one transaction."""
         ...
 
+    async def save_records(self, records: Sequence[ConversationRecord]) -> None:
+        """Save the summaries/settings of several records in one transaction; unknown ids ignored.
+
+        What is saved is what commit_turn saves of a record (settings, updated_at,
+        last_seq, preview); the history and its length are left as they are.
+        """
+        ...
+
+    async def fork_history(
+        self, source_id: str, record: ConversationRecord, drop_last_messages: int
+    ) -> int:
+        """Create `record`'s conversation (as create does) with the source's history, truncated.
+
+        The fork rule is history.truncate_after_dropping_last_messages: drop the
+        last `drop_last_messages` user messages and everything after each. The
+        copy happens inside the store, without reading the history into memory.
+        Sets record.history_length and record.preview (the first kept user
+        message) to what was stored, and returns the new history length.
+        ConversationExists if the record's id is taken, ConversationNotFound if
+        the source is not stored.
+        """
+        ...
+
     async def get(self, conversation_id: str) -> ConversationRecord | None:
         """The stored record, or None."""
         ...

@@ -5,8 +5,9 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import replace
 
-from convmgr.core.errors import ConversationExists
-from convmgr.core.records import ConversationRecord, Item
+from convmgr.core.errors import ConversationExists, ConversationNotFound
+from convmgr.core.history import truncate_after_dropping_last_messages
+from convmgr.core.records import ConversationRecord, Item, preview_of
 
 
 def encode_cursor(updated_at: str, conversation_id: str) -> str:
@@ -62,6 +63,30 @@ class MemoryStore:
         self._items[record.conversation_id].extend(items)
         self._records[record.conversation_id] = replace(record)
         bisect.insort(self._order, (record.updated_at, record.conversation_id))
+
+    async def save_records(self, records: Sequence[ConversationRecord]) -> None:
+        """Save summaries and settings; the stored history length is kept."""
+        for record in records:
+            old = self._records.get(record.conversation_id)
+            if old is None:
+                continue
+            self._unindex(old)
+            self._records[record.conversation_id] = replace(
+                record, history_length=old.history_length
+            )
+            bisect.insort(self._order, (record.updated_at, record.conversation_id))
+
+    async def fork_history(
+        self, source_id: str, record: ConversationRecord, drop_last_messages: int
+    ) -> int:
+        """Create the fork from a truncated copy of the source's items."""
+        if source_id not in self._records:
+            raise ConversationNotFound(source_id)
+        items = truncate_after_dropping_last_messages(self._items[source_id], drop_last_messages)
+        record.history_length = len(items)
+        record.preview = preview_of(items)
+        await self.create(record, items)
+        return len(items)
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
         """A copy of the stored record."""

@@ -15,21 +15,25 @@ import json
 import logging
 import os
 import queue
+import random
 import secrets
 import sqlite3
 import stat
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 
-from convmgr.core.errors import ConversationExists, ConversationLocked
-from convmgr.core.records import ConversationRecord, Item, utc_now
+from convmgr.core.errors import ConversationExists, ConversationLocked, ConversationNotFound
+from convmgr.core.history import is_user_message
+from convmgr.core.records import ConversationRecord, Item, preview_of, utc_now
 from convmgr.store.memory import decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
         "CREATE INDEX leases_by_owner ON leases (owner_token)",
+    ),
+    (
+        # Fork counts user messages: a marker column, so the cut is found from an
+        # index without reading (or parsing) the items.
+        "ALTER TABLE items ADD COLUMN is_user INTEGER NOT NULL DEFAULT 0",
+        """
+        UPDATE items SET is_user = 1
+        WHERE json_valid(json)
+          AND json_extract(json, '$.type') = 'message'
+          AND json_extract(json, '$.role') = 'user'
+        """,
+        "CREATE INDEX items_user ON items (conversation_id, idx) WHERE is_user = 1",
     ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -171,13 +187,17 @@ _BOOT_ID: Final = _boot_id()
 class _Job:
     """One call to run on the database thread, and where its outcome goes."""
 
-    __slots__ = ("args", "batchable", "func", "future")
+    __slots__ = ("args", "batchable", "func", "future", "loop", "waiter")
 
     def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
         self.func = func
         self.args = args
         self.batchable = batchable
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        # The asyncio caller's loop and the future it awaits; the thread wakes
+        # the loop once per batch (not once per job) to pass the outcomes on.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiter: asyncio.Future[Any] | None = None
 
 
 class _DbThread:
@@ -198,17 +218,22 @@ class _DbThread:
     async def call(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
         """Run func(*args) on the thread and return its result (or raise its error)."""
         job = _Job(func, args, batchable)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            job.loop = loop
+            job.waiter = waiter = loop.create_future()
         self._queue.put(job)
         # Once queued the job runs to the end; the caller waits for it even when
         # cancelled, so it never mistakes a committed write for an abandoned one.
         with anyio.CancelScope(shield=True):
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
+            if loop is None:
                 # Not asyncio (trio): block a helper thread on the future instead.
                 result = await anyio.to_thread.run_sync(job.future.result)
             else:
-                result = await asyncio.wrap_future(job.future)
+                result = await waiter
         return cast(T, result)
 
     def stop(self) -> None:
@@ -223,6 +248,7 @@ class _DbThread:
                 return
             if not job.batchable:
                 _run_job(job)
+                _wake([job])
                 continue
             batch = [job]
             while True:
@@ -235,6 +261,32 @@ class _DbThread:
                     break
                 batch.append(more)
             self._run_batch(batch)
+            _wake(batch)
+
+
+def _wake(jobs: list[_Job]) -> None:
+    """Hand the outcomes of finished jobs to their asyncio callers: one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        if job.loop is not None:
+            by_loop.setdefault(job.loop, []).append(job)
+    for loop, waiting in by_loop.items():
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(_deliver, waiting)
+
+
+def _deliver(jobs: list[_Job]) -> None:
+    """On the loop: resolve each job's waiter from its finished future."""
+    for job in jobs:
+        waiter = job.waiter
+        if waiter is None or waiter.done():
+            continue
+        error = job.future.exception()
+        if error is None:
+            waiter.set_result(job.future.result())
+        else:
+            waiter.set_exception(error)
 
 
 def _run_job(job: _Job) -> None:
@@ -269,8 +321,38 @@ def _record_from_row(row: Sequence[Any]) -> ConversationRecord:
     )
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every row: json.dumps with options builds a new one per call.
+_dump: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _item_rows(items: Sequence[Item]) -> list[tuple[str, int]]:
+    """(json, is_user) of each item: the row values of the items table."""
+    return [(_dump(item), 1 if is_user_message(item) else 0) for item in items]
+
+
+def _summary(record: ConversationRecord) -> tuple[Any, ...]:
+    """What commit_turn and save_records write of a record, in _SUMMARY_SET's order.
+
+    Taken on the event loop: the record may change while the job waits.
+    """
+    return (
+        record.provider,
+        record.model,
+        record.instructions,
+        record.cwd,
+        None if record.metadata is None else _dump(record.metadata),
+        record.temperature,
+        record.max_output_tokens,
+        record.updated_at,
+        record.last_seq,
+        record.preview,
+    )
+
+
+_SUMMARY_SET: Final = (
+    "provider = ?, model = ?, instructions = ?, cwd = ?, metadata = ?, temperature = ?, "
+    "max_output_tokens = ?, updated_at = ?, last_seq = ?, preview = ?"
+)
 
 
 @contextmanager
@@ -350,16 +432,7 @@ class SqliteStore:
             raise StoreOpenError(f"cannot open store {path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # Refuse another program's database before anything writes to it
-            # (switching to WAL rewrites the header).
-            self._check_foreign(conn)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("store %s: WAL unavailable, journal mode is %s", path, mode)
-            # NORMAL in WAL mode survives a crash of the process (what kill -9
-            # does); only an OS crash or power loss can lose the last commits.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate(conn)
+            self._retry_while_locked(lambda: self._setup(conn))
         except sqlite3.Error as exc:
             conn.close()
             raise StoreOpenError(f"cannot open store {path}: {exc}") from exc
@@ -368,6 +441,38 @@ class SqliteStore:
             raise
         self._conn = conn
         _LIVE_TOKENS.add(self._token)
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """WAL, synchronous mode and migrations on a fresh connection."""
+        # Refuse another program's database before anything writes to it
+        # (switching to WAL rewrites the header).
+        self._check_foreign(conn)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("store %s: WAL unavailable, journal mode is %s", self.path, mode)
+        # NORMAL in WAL mode survives a crash of the process (what kill -9
+        # does); only an OS crash or power loss can lose the last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate(conn)
+
+    @staticmethod
+    def _retry_while_locked(step: Callable[[], None]) -> None:
+        """Run step, again while the database is locked, for up to BUSY_TIMEOUT_MS.
+
+        Two processes opening a new store at once race to switch it to WAL: SQLite
+        answers "database is locked" at once there (no busy wait, which could
+        deadlock), so the loser waits here and tries again.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                step()
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005 + random.random() * 0.02)
 
     @staticmethod
     def _prepare_file(path: Path) -> None:
@@ -469,10 +574,14 @@ class SqliteStore:
         try:
             with _write_transaction(conn):
                 conn.execute("DELETE FROM leases WHERE owner_token = ?", (self._token,))
-            conn.execute("PRAGMA optimize")
         except sqlite3.Error:
             # Leases left behind are recovered by the next opener (our pid is gone).
             log.exception("store %s: could not release leases at close", self.path)
+        try:
+            # Best effort: another process busy with the file can make it fail at once.
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error as exc:
+            log.debug("store %s: PRAGMA optimize at close: %s", self.path, exc)
         finally:
             conn.close()
 
@@ -480,67 +589,134 @@ class SqliteStore:
 
     async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
         """Store a new conversation with its initial history; ConversationExists if taken."""
-        rows = [_dump(item) for item in items]
-        await self._run(self._create_sync, record, rows)
+        await self._run(self._create_sync, record, _item_rows(items))
 
-    def _create_sync(self, record: ConversationRecord, rows: list[str]) -> None:
+    def _create_sync(self, record: ConversationRecord, rows: list[tuple[str, int]]) -> None:
         conn = self._db()
         cid = record.conversation_id
         with _write_transaction(conn):
-            try:
-                conn.execute(
-                    f"INSERT INTO conversations ({_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        cid,
-                        record.provider,
-                        record.model,
-                        record.instructions,
-                        record.cwd,
-                        None if record.metadata is None else _dump(record.metadata),
-                        int(record.ephemeral),
-                        record.temperature,
-                        record.max_output_tokens,
-                        record.created_at,
-                        record.updated_at,
-                        record.forked_from,
-                        len(rows),
-                        record.last_seq,
-                        record.preview,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise ConversationExists(cid) from exc
+            self._insert_conversation(conn, record, len(rows))
             conn.executemany(
-                "INSERT INTO items (conversation_id, idx, json) VALUES (?, ?, ?)",
-                ((cid, idx, row) for idx, row in enumerate(rows)),
+                "INSERT INTO items (conversation_id, idx, json, is_user) VALUES (?, ?, ?, ?)",
+                ((cid, idx, row, user) for idx, (row, user) in enumerate(rows)),
             )
+
+    @staticmethod
+    def _insert_conversation(
+        conn: sqlite3.Connection, record: ConversationRecord, history_length: int
+    ) -> None:
+        """The conversations row of a new conversation; ConversationExists if taken."""
+        try:
+            conn.execute(
+                f"INSERT INTO conversations ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.conversation_id,
+                    record.provider,
+                    record.model,
+                    record.instructions,
+                    record.cwd,
+                    None if record.metadata is None else _dump(record.metadata),
+                    int(record.ephemeral),
+                    record.temperature,
+                    record.max_output_tokens,
+                    record.created_at,
+                    record.updated_at,
+                    record.forked_from,
+                    history_length,
+                    record.last_seq,
+                    record.preview,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConversationExists(record.conversation_id) from exc
+
+    async def fork_history(
+        self, source_id: str, record: ConversationRecord, drop_last_messages: int
+    ) -> int:
+        """Create the fork with a truncated copy of the source's items, inside the database.
+
+        The cut is found on the partial index of user messages; the rows are
+        copied by one INSERT ... SELECT. Sets record.history_length and
+        record.preview; ConversationExists / ConversationNotFound as the protocol says.
+        """
+        length, preview = await self._run(
+            self._fork_history_sync, source_id, replace(record), max(0, drop_last_messages)
+        )
+        record.history_length = length
+        record.preview = preview
+        return length
+
+    def _fork_history_sync(
+        self, source_id: str, record: ConversationRecord, drop: int
+    ) -> tuple[int, str | None]:
+        conn = self._db()
+        with _write_transaction(conn):
+            found = conn.execute(
+                "SELECT history_length FROM conversations WHERE conversation_id = ?",
+                (source_id,),
+            ).fetchone()
+            if found is None:
+                raise ConversationNotFound(source_id)
+            if drop == 0:
+                # Everything: the rows are the truth, not the summary's count.
+                last = conn.execute(
+                    "SELECT max(idx) FROM items WHERE conversation_id = ?", (source_id,)
+                ).fetchone()[0]
+                cut = 0 if last is None else int(last) + 1
+            else:
+                # The drop-th user message from the end; the fork keeps what is before it.
+                row = conn.execute(
+                    "SELECT idx FROM items WHERE conversation_id = ? AND is_user = 1 "
+                    "ORDER BY idx DESC LIMIT 1 OFFSET ?",
+                    (source_id, drop - 1),
+                ).fetchone()
+                cut = 0 if row is None else int(row[0])
+            first_user = conn.execute(
+                "SELECT json FROM items WHERE conversation_id = ? AND is_user = 1 AND idx < ? "
+                "ORDER BY idx LIMIT 1",
+                (source_id, cut),
+            ).fetchone()
+            record.preview = None if first_user is None else preview_of([json.loads(first_user[0])])
+            self._insert_conversation(conn, record, cut)
+            conn.execute(
+                "INSERT INTO items (conversation_id, idx, json, is_user) "
+                "SELECT ?, idx, json, is_user FROM items "
+                "WHERE conversation_id = ? AND idx < ? ORDER BY idx",
+                (record.conversation_id, source_id, cut),
+            )
+        return cut, record.preview
 
     async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
         """Append one turn's items and save the record's summary, in one transaction."""
-        # Taken now, on the loop: the record may change while the job waits.
-        summary = (
-            record.provider,
-            record.model,
-            record.instructions,
-            record.cwd,
-            None if record.metadata is None else _dump(record.metadata),
-            record.temperature,
-            record.max_output_tokens,
-            record.updated_at,
-            record.last_seq,
-            record.preview,
-        )
-        rows = [_dump(item) for item in items]
         await self._run(
-            self._commit_turn_sync, record.conversation_id, summary, rows, batchable=True
+            self._commit_turn_sync,
+            record.conversation_id,
+            _summary(record),
+            _item_rows(items),
+            batchable=True,
         )
 
     def _commit_batch_sync(self, jobs: builtins.list[_Job]) -> None:
-        """Run queued commit_turn jobs in one transaction; each succeeds or fails alone."""
+        """Run queued commit_turn jobs in one transaction; each succeeds or fails alone.
+
+        The whole batch is first written with two statements; should that fail
+        (one bad turn, or two turns of one conversation), it is rolled back and
+        redone one turn at a time, each under a savepoint of its own.
+        """
         errors: builtins.list[BaseException | None] = []
         try:
             conn = self._db()
+            if len(jobs) > 1:
+                try:
+                    with _write_transaction(conn):
+                        self._commit_turns_sync([job.args for job in jobs])
+                except sqlite3.Error:
+                    pass  # rolled back: redo one by one below
+                else:
+                    for job in jobs:
+                        job.future.set_result(None)
+                    return
             with _write_transaction(conn):
                 if len(jobs) == 1:
                     jobs[0].func(*jobs[0].args)
@@ -567,27 +743,51 @@ class SqliteStore:
             else:
                 job.future.set_exception(error)
 
-    def _commit_turn_sync(self, cid: str, summary: tuple[Any, ...], rows: list[str]) -> None:
+    def _commit_turn_sync(
+        self, cid: str, summary: tuple[Any, ...], rows: builtins.list[tuple[str, int]]
+    ) -> None:
         """One turn's writes; runs inside the batch's transaction."""
+        self._commit_turns_sync([(cid, summary, rows)])
+
+    def _commit_turns_sync(
+        self, turns: builtins.list[tuple[str, tuple[Any, ...], builtins.list[tuple[str, int]]]]
+    ) -> None:
+        """Several turns' writes (of distinct conversations), two statements in all.
+
+        Items go after what is stored, whatever the caller's count says: the rows
+        are the truth and idx must stay dense. A conversation deleted meanwhile
+        gets nothing (as MemoryStore): both statements select it by id.
+        """
         conn = self._db()
-        found = conn.execute(
-            "SELECT history_length FROM conversations WHERE conversation_id = ?", (cid,)
-        ).fetchone()
-        if found is None:
-            return  # deleted meanwhile: nothing to append to (as MemoryStore)
-        # Items go after what is stored, whatever the caller's count says:
-        # the rows are the truth and idx must stay dense.
-        start = int(found[0])
         conn.executemany(
-            "INSERT INTO items (conversation_id, idx, json) VALUES (?, ?, ?)",
-            ((cid, start + offset, row) for offset, row in enumerate(rows)),
+            "INSERT INTO items (conversation_id, idx, json, is_user) "
+            "SELECT conversation_id, history_length + ?, ?, ? FROM conversations "
+            "WHERE conversation_id = ?",
+            [
+                (offset, row, user, cid)
+                for cid, _, rows in turns
+                for offset, (row, user) in enumerate(rows)
+            ],
         )
-        conn.execute(
-            "UPDATE conversations SET provider = ?, model = ?, instructions = ?, cwd = ?, "
-            "metadata = ?, temperature = ?, max_output_tokens = ?, updated_at = ?, "
-            "last_seq = ?, preview = ?, history_length = ? WHERE conversation_id = ?",
-            (*summary, start + len(rows), cid),
+        conn.executemany(
+            f"UPDATE conversations SET {_SUMMARY_SET}, history_length = history_length + ? "
+            "WHERE conversation_id = ?",
+            [(*summary, len(rows), cid) for cid, summary, rows in turns],
         )
+
+    async def save_records(self, records: Sequence[ConversationRecord]) -> None:
+        """Save several records' summaries/settings in one transaction; unknown ids ignored."""
+        if not records:
+            return
+        rows = [(*_summary(record), record.conversation_id) for record in records]
+        await self._run(self._save_records_sync, rows)
+
+    def _save_records_sync(self, rows: builtins.list[tuple[Any, ...]]) -> None:
+        conn = self._db()
+        with _write_transaction(conn):
+            conn.executemany(
+                f"UPDATE conversations SET {_SUMMARY_SET} WHERE conversation_id = ?", rows
+            )
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
         """The stored record, or None."""
