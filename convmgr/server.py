@@ -155,6 +155,10 @@ class EventWriter:
             }
         )
 
+    def congested(self) -> bool:
+        """Whether more output is queued than a streaming turn may add to."""
+        return self._outbound.congested()
+
     async def wait_ready(self) -> None:
         """Backpressure: wait while the client is behind."""
         await self._outbound.wait_ready()

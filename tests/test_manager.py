@@ -39,6 +39,9 @@ class Recorder:
         self._changed.set()
         self._changed = anyio.Event()
 
+    def congested(self) -> bool:
+        return False
+
     async def wait_ready(self) -> None:
         return None
 

@@ -16,6 +16,10 @@ class EventSink(Protocol):
         """Queue one event for the client, in order."""
         ...
 
+    def congested(self) -> bool:
+        """Whether the client is behind (then wait_ready() before emitting more)."""
+        ...
+
     async def wait_ready(self) -> None:
         """Return when the client keeps up: backpressure for streaming turns."""
         ...

@@ -4,6 +4,7 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -200,9 +201,8 @@ class ConversationManager:
             record = await self.store.get(conversation_id)
             if record is None:
                 raise ConversationNotFound(conversation_id)
-            await self.store.acquire(conversation_id)
             if overrides.provider is not None:
-                self.providers.get(overrides.provider)
+                # Another provider starts from its own default model unless one is given.
                 record.provider = overrides.provider
                 record.model = self.providers.get(overrides.provider).default_model
             for name in ("model", "instructions", "cwd", "metadata", "temperature"):
@@ -210,7 +210,10 @@ class ConversationManager:
                     setattr(record, name, getattr(overrides, name))
             if overrides.max_output_tokens is not None:
                 record.max_output_tokens = overrides.max_output_tokens
-            self._loaded[conversation_id] = Conversation(record, self._sink)
+            # Shielded: a lease taken must be matched by a loaded conversation.
+            with anyio.CancelScope(shield=True):
+                await self.store.acquire(conversation_id)
+                self._loaded[conversation_id] = Conversation(record, self._sink)
         finally:
             self._reserved.discard(conversation_id)
         return record
@@ -256,20 +259,22 @@ class ConversationManager:
             preview=preview_of(items),
         )
         self._reserved.add(conversation_id)
-        try:
-            if record.ephemeral:
-                conv = Conversation(record, self._sink, items)
-            else:
-                # A stored conversation with this id that is not loaded also counts as taken.
-                if drop_last_messages is not None and forked_from is not None:
-                    await self.store.fork_history(forked_from, record, drop_last_messages)
+        # Shielded: a cancelled request must not leave a conversation stored but not loaded.
+        with anyio.CancelScope(shield=True):
+            try:
+                if record.ephemeral:
+                    conv = Conversation(record, self._sink, items)
                 else:
-                    await self.store.create(record, items)
-                await self.store.acquire(conversation_id)
-                conv = Conversation(replace(record), self._sink)
-            self._loaded[conversation_id] = conv
-        finally:
-            self._reserved.discard(conversation_id)
+                    # A stored conversation with this id that is not loaded also counts as taken.
+                    if drop_last_messages is not None and forked_from is not None:
+                        await self.store.fork_history(forked_from, record, drop_last_messages)
+                    else:
+                        await self.store.create(record, items)
+                    await self.store.acquire(conversation_id)
+                    conv = Conversation(replace(record), self._sink)
+                self._loaded[conversation_id] = conv
+            finally:
+                self._reserved.discard(conversation_id)
         return conv.record
 
     # --- removal ----------------------------------------------------------------
@@ -279,12 +284,18 @@ class ConversationManager:
         conv = self._loaded.get(conversation_id)
         if conv is None:
             return await self.store.delete(conversation_id) if delete_history else False
-        await self._close(conv, "removed")
-        if not conv.record.ephemeral:
-            await self._save_closed([conv])
-            await self.store.release(conversation_id)
-            if delete_history:
-                await self.store.delete(conversation_id)
+        if conv.turn is not None:
+            # Cancellable: a request cancelled here leaves the conversation loaded.
+            conv.turn.abort("removed")
+            await conv.turn.done.wait()
+        # Shielded: once the turn is over, the removal is carried through.
+        with anyio.CancelScope(shield=True):
+            await self._close(conv, "removed")
+            if not conv.record.ephemeral:
+                await self._save_closed([conv])
+                await self.store.release(conversation_id)
+                if delete_history:
+                    await self.store.delete(conversation_id)
         return True
 
     async def _close(self, conv: Conversation, reason: str) -> None:
@@ -394,30 +405,35 @@ class ConversationManager:
                 if provider.needs_history:
                     prior = await self.read_history(conv.conversation_id)
                     request = replace(request, history=[*prior, user_item])
-                async for event in provider.stream(request):
-                    if type(event) is TextDelta:
-                        text.append(event.text)
-                        await sink.wait_ready()
-                        conv.emit(turn_id, {"type": "agentMessageDelta", "delta": event.text})
-                    elif type(event) is ReasoningDelta:
-                        reasoning.append(event.text)
-                        await sink.wait_ready()
-                        conv.emit(turn_id, {"type": "reasoningDelta", "delta": event.text})
-                    elif type(event) is Usage:
-                        usage = event
-                    elif type(event) is Retrying:
-                        # The failed attempt's deltas are void: start the text over.
-                        text.clear()
-                        reasoning.clear()
-                        conv.emit(
-                            turn_id,
-                            {
-                                "type": "streamError",
-                                "message": event.message,
-                                "attempt": event.attempt,
-                                "retryInMs": event.retry_in_ms,
-                            },
-                        )
+                # aclosing: an abort landing between two events closes the stream
+                # (an HTTP response) now, not when the generator is collected.
+                async with aclosing(provider.stream(request)) as events:
+                    async for event in events:
+                        if type(event) is TextDelta:
+                            text.append(event.text)
+                            if sink.congested():
+                                await sink.wait_ready()
+                            conv.emit(turn_id, {"type": "agentMessageDelta", "delta": event.text})
+                        elif type(event) is ReasoningDelta:
+                            reasoning.append(event.text)
+                            if sink.congested():
+                                await sink.wait_ready()
+                            conv.emit(turn_id, {"type": "reasoningDelta", "delta": event.text})
+                        elif type(event) is Usage:
+                            usage = event
+                        elif type(event) is Retrying:
+                            # The failed attempt's deltas are void: start the text over.
+                            text.clear()
+                            reasoning.clear()
+                            conv.emit(
+                                turn_id,
+                                {
+                                    "type": "streamError",
+                                    "message": event.message,
+                                    "attempt": event.attempt,
+                                    "retryInMs": event.retry_in_ms,
+                                },
+                            )
             except ProviderError as exc:
                 failure = {"message": exc.message}
                 if exc.code is not None:

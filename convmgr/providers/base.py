@@ -1,6 +1,6 @@
 """The interface every model provider implements, and what its streams yield."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,7 +88,7 @@ class Provider(Protocol):
         """Whether stream() reads TurnRequest.history (it is loaded from the store if so)."""
         ...
 
-    def stream(self, request: TurnRequest) -> AsyncIterator[ProviderEvent]:
+    def stream(self, request: TurnRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply; raise ProviderError when it cannot be had.
 
         Cancellation (interrupt, remove, shutdown) arrives as anyio cancellation

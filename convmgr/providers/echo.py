@@ -1,7 +1,7 @@
 """The built-in `echo` provider: an offline, deterministic model."""
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from anyio.lowlevel import checkpoint
 
@@ -22,7 +22,7 @@ class EchoProvider:
     default_model = "echo"
     needs_history = False
 
-    async def stream(self, request: TurnRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: TurnRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Yield the input word by word, giving the loop a turn every few words."""
         count = 0
         for match in _WORD.finditer(request.input_text):

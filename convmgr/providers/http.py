@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -174,7 +174,7 @@ class OpenAICompatibleProvider:
         if client is not None:
             await client.aclose()
 
-    async def stream(self, request: TurnRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: TurnRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply, retrying failed attempts from the start; ProviderError at the end."""
         # Read at turn time so that a key exported (or rotated) after start-up is used.
         key = self._api_key()

@@ -55,6 +55,10 @@ class Outbound:
         self.size += len(frame)
         self._data.set()
 
+    def congested(self) -> bool:
+        """Whether a streaming producer should wait_ready() before sending more."""
+        return self.size > self._stream_limit and not self.closed
+
     async def wait_ready(self) -> None:
         """Wait while more than `stream_limit` bytes are queued (backpressure for events)."""
         while self.size > self._stream_limit and not self.closed:
