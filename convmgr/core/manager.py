@@ -169,16 +169,7 @@ class ConversationManager:
         if source_id is not None:
             source = await self.get_conversation(source_id)
             rec = source.record
-            base = ConversationSettings(
-                provider=rec.provider,
-                model=rec.model,
-                instructions=rec.instructions,
-                cwd=rec.cwd,
-                metadata=rec.metadata,
-                ephemeral=rec.ephemeral,
-                temperature=rec.temperature,
-                max_output_tokens=rec.max_output_tokens,
-            )
+            base = ConversationSettings.of_record(rec)
             if not rec.ephemeral and not base.overlay(overrides).ephemeral:
                 # Copied inside the store: the source's history is never read here.
                 return await self._create(

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from convmgr.core.records import ConversationRecord
+
 
 @dataclass(slots=True, frozen=True)
 class ConversationSettings:
@@ -16,6 +18,20 @@ class ConversationSettings:
     ephemeral: bool | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+
+    @classmethod
+    def of_record(cls, record: ConversationRecord) -> "ConversationSettings":
+        """The settings a stored conversation was made with (what a fork starts from)."""
+        return cls(
+            provider=record.provider,
+            model=record.model,
+            instructions=record.instructions,
+            cwd=record.cwd,
+            metadata=record.metadata,
+            ephemeral=record.ephemeral,
+            temperature=record.temperature,
+            max_output_tokens=record.max_output_tokens,
+        )
 
     def overlay(self, overrides: "ConversationSettings | None") -> "ConversationSettings":
         """These settings with every field `overrides` gives replaced."""

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 import anyio
 import anyio.to_thread
@@ -117,6 +117,19 @@ def error_fields(error: object) -> tuple[str | None, str | None, str | None]:
         # A Responses `error` event's type is just "error": no information.
         None if error.get("type") == "error" else _code(error.get("type")),
     )
+
+
+# Error codes a server sends inside a stream when trying again may succeed.
+TRANSIENT_ERRORS = frozenset({"server_error", "overloaded_error", "rate_limit_exceeded"})
+
+
+def raise_stream_error(error: object) -> NoReturn:
+    """Raise the error the server sent in the stream (retryable when it is transient)."""
+    message, code, kind = error_fields(error)
+    message = message or "the provider reported an error"
+    if code in TRANSIENT_ERRORS or kind in TRANSIENT_ERRORS:
+        raise RetryableError(message, code or kind or "provider_error")
+    raise ProviderError(message, code or kind or "provider_error")
 
 
 def _code(value: object) -> str | None:

@@ -4,11 +4,10 @@ The API of OpenAI's Chat Completions, and of most servers that copy it: Ollama,
 vLLM, llama.cpp's server, LM Studio.
 """
 
-from typing import Any, NoReturn
+from typing import Any
 
 from convmgr.core.records import Item
 from convmgr.providers.base import (
-    ProviderError,
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
@@ -17,15 +16,13 @@ from convmgr.providers.base import (
 )
 from convmgr.providers.http import (
     OpenAICompatibleProvider,
-    RetryableError,
-    error_fields,
     item_text,
     parse_json_event,
+    raise_stream_error,
     usage_number,
 )
 
 # Error types a server may send inside a stream that a new attempt can cure.
-_TRANSIENT_ERRORS = frozenset({"server_error", "overloaded_error", "rate_limit_exceeded"})
 
 
 def chat_messages(request: TurnRequest) -> list[dict[str, Any]]:
@@ -88,7 +85,7 @@ class ChatStreamParser:
             return []
         chunk = parse_json_event(data)
         if "error" in chunk or chunk.get("object") == "error":
-            _raise_stream_error(chunk.get("error", chunk))
+            raise_stream_error(chunk.get("error", chunk))
         out: list[ProviderEvent] = []
         choices = chunk.get("choices")
         if isinstance(choices, list):
@@ -115,15 +112,6 @@ class ChatStreamParser:
             total = usage_number(usage, "total_tokens") or prompt + completion
             out.append(Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total))
         return out
-
-
-def _raise_stream_error(error: object) -> NoReturn:
-    """Raise the error the server sent in the stream (retryable when it is transient)."""
-    message, code, kind = error_fields(error)
-    message = message or "the provider reported an error"
-    if code in _TRANSIENT_ERRORS or kind in _TRANSIENT_ERRORS:
-        raise RetryableError(message, code or kind or "provider_error")
-    raise ProviderError(message, code or kind or "provider_error")
 
 
 class OpenAIChatProvider(OpenAICompatibleProvider):

@@ -4,11 +4,10 @@ OpenAI's Responses API (and the servers that copy it, such as vLLM): typed
 events such as `response.output_text.delta`, ending with `response.completed`.
 """
 
-from typing import Any, NoReturn
+from typing import Any
 
 from convmgr.core.records import Item
 from convmgr.providers.base import (
-    ProviderError,
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
@@ -17,15 +16,13 @@ from convmgr.providers.base import (
 )
 from convmgr.providers.http import (
     OpenAICompatibleProvider,
-    RetryableError,
-    error_fields,
     item_text,
     parse_json_event,
+    raise_stream_error,
     usage_number,
 )
 
 # Error codes of `response.failed` / `error` events that a new attempt can cure.
-_TRANSIENT_ERRORS = frozenset({"server_error", "rate_limit_exceeded", "overloaded_error"})
 _TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
 _REASONING_DELTAS = frozenset(
     {"response.reasoning_text.delta", "response.reasoning_summary_text.delta"}
@@ -109,9 +106,9 @@ class ResponsesStreamParser:
         if kind == "response.failed":
             response = payload.get("response")
             error = response.get("error") if isinstance(response, dict) else None
-            _raise_error(error)
+            raise_stream_error(error)
         if kind == "error":
-            _raise_error(payload.get("error", payload))
+            raise_stream_error(payload.get("error", payload))
         return []
 
     def _reasoning(self, payload: dict[str, Any]) -> list[ProviderEvent]:
@@ -128,15 +125,6 @@ class ResponsesStreamParser:
         self._reasoning_seen = True
         out.append(ReasoningDelta(delta))
         return out
-
-
-def _raise_error(error: object) -> NoReturn:
-    """Raise the error the server sent in the stream (retryable when it is transient)."""
-    message, code, kind = error_fields(error)
-    message = message or "the provider reported an error"
-    if code in _TRANSIENT_ERRORS or kind in _TRANSIENT_ERRORS:
-        raise RetryableError(message, code or kind or "provider_error")
-    raise ProviderError(message, code or kind or "provider_error")
 
 
 class OpenAIResponsesProvider(OpenAICompatibleProvider):
