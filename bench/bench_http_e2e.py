@@ -240,6 +240,7 @@ class Convmgr:
         self.events: list[bytes] = []  # every conversation/event line, unparsed
         self.ends: dict[str, tuple[float, dict[str, Any]]] = {}  # conversation -> last event
         self.eof = False
+        self.stray = 0  # lines on stdout that are not JSON-RPC
         self.next_id = 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -273,9 +274,11 @@ class Convmgr:
                     if b'"type":"turn' in line and any(mark in line for mark in TERMINAL):
                         message = json.loads(line)
                         ends[message["params"]["conversationId"]] = (now, message)
-                elif line:
+                elif line.startswith(b"{"):
                     message = json.loads(line)
                     responses[message.get("id")] = (now, message)
+                elif line:  # not convmgr's (a profiler's banner, say): skip it
+                    self.stray += 1
             with self.cond:
                 self.events += events
                 self.responses.update(responses)

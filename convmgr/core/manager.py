@@ -41,6 +41,8 @@ from convmgr.store.base import ConversationStore
 
 log = logging.getLogger(__name__)
 
+_RESUME_OVERRIDES = ("model", "instructions", "cwd", "metadata", "temperature", "max_output_tokens")
+
 
 @dataclass(slots=True, frozen=True)
 class ConversationView:
@@ -196,11 +198,10 @@ class ConversationManager:
                 # Another provider starts from its own default model unless one is given.
                 record.provider = overrides.provider
                 record.model = self.providers.get(overrides.provider).default_model
-            for name in ("model", "instructions", "cwd", "metadata", "temperature"):
+            # A resumed conversation is a stored one: `ephemeral` is not an override here.
+            for name in _RESUME_OVERRIDES:
                 if getattr(overrides, name) is not None:
                     setattr(record, name, getattr(overrides, name))
-            if overrides.max_output_tokens is not None:
-                record.max_output_tokens = overrides.max_output_tokens
             # Shielded: a lease taken must be matched by a loaded conversation.
             with anyio.CancelScope(shield=True):
                 await self.store.acquire(conversation_id)
