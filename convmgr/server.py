@@ -167,9 +167,9 @@ class EventWriter:
 class Server:
     """Binds the protocol's methods to a ConversationManager over a Connection.
 
-    The conversation methods import their wire models on first use: building
-    some thirty model classes takes tens of milliseconds, and `initialize` is
-    answered without them, and they are warmed up once the first answer is out.
+    The conversation methods' wire models are imported on first use (building
+    some thirty model classes takes tens of milliseconds and `initialize` does
+    not need them) and warmed up as soon as the first answer is written.
     """
 
     def __init__(
