@@ -241,6 +241,7 @@ class Convmgr:
         self.ends: dict[str, tuple[float, dict[str, Any]]] = {}  # conversation -> last event
         self.eof = False
         self.stray = 0  # lines on stdout that are not JSON-RPC
+        self.reads = 0  # os.read calls that returned data (about convmgr's writes)
         self.next_id = 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -259,6 +260,7 @@ class Convmgr:
                     self.eof = True
                     self.cond.notify_all()
                 return
+            self.reads += 1
             pending += data
             cut = pending.rfind(b"\n")
             if cut < 0:
@@ -474,6 +476,7 @@ request_timeout_s = 30
             cid = self.new_conversation(server, provider, model)
             request = self.turn_bytes(server, cid)
             cpu0, fake_cpu0 = server.cpu_s(), self.fake.cpu_s()
+            reads0 = server.reads
             t0 = time.perf_counter()
             server.write(request)
             server.wait_ends([cid])
@@ -492,16 +495,20 @@ request_timeout_s = 30
                     "overhead": round((client_s - server_s) / server_s, 4),
                     "convmgr_cpu_ms": round(cpu * 1000, 1),
                     "fake_server_cpu_ms": round(fake_cpu * 1000, 1),
+                    "stdout_reads": server.reads - reads0,
                 }
             )
         overhead = statistics.median(r["overhead"] for r in rows)
         convmgr_ms = statistics.median(r["convmgr_ms"] for r in rows)
         server_ms = statistics.median(r["server_ms"] for r in rows)
         cpu_us = statistics.median(r["convmgr_cpu_ms"] for r in rows) * 1000 / n
+        fake_us = statistics.median(r["fake_server_cpu_ms"] for r in rows) * 1000 / n
+        reads = statistics.median(r["stdout_reads"] for r in rows)
         extra: dict[str, Any] = {"kind": kind, "pace_ms": pace, "deltas": n, "runs": rows}
         note = (
             f"median of {runs}: convmgr {convmgr_ms:.0f} ms vs server {server_ms:.0f} ms; "
-            f"convmgr cpu {cpu_us:.0f} us/delta"
+            f"cpu us/delta convmgr {cpu_us:.0f}, server {fake_us:.0f}; "
+            f"{reads:.0f} stdout reads"
         )
         if not pace:
             direct = [direct_read(self.fake.base_url, kind, model)[2] for _ in range(runs)]
@@ -655,6 +662,24 @@ request_timeout_s = 30
 PHASES = {"single": Bench.single_turn, "concurrent": Bench.concurrent}
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the files of convmgr changed from it (a shared checkout moves)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = git("status", "--porcelain", "--", "convmgr")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "convmgr_changed": [line[3:] for line in changed.splitlines()],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
@@ -666,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     failures = []
     precompile()
+    version = code_version()
     load_before = os.getloadavg()
     print(f"load average {load_before[0]:.2f} (cpus {os.cpu_count()})", flush=True)
     with tempfile.TemporaryDirectory(prefix="convmgr-http-e2e-") as workdir:
@@ -693,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": asdict(sizes),
         "python": sys.version.split()[0],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "code": version,
         "elapsed_s": round(time.perf_counter() - started, 2),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
