@@ -10,7 +10,6 @@ long history is an index range scan, never a full read.
 
 import asyncio
 import builtins
-import concurrent.futures
 import json
 import logging
 import os
@@ -32,7 +31,6 @@ import anyio
 import anyio.to_thread
 
 from convmgr.core.errors import ConversationExists, ConversationLocked, ConversationNotFound
-from convmgr.core.history import is_user_message
 from convmgr.core.records import ConversationRecord, Item, preview_of, utc_now
 from convmgr.store.memory import decode_cursor, encode_cursor
 
@@ -44,6 +42,11 @@ SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
 # How long a writer waits for another process's write transaction to finish.
 BUSY_TIMEOUT_MS: Final = 10_000
+
+# WAL pages between automatic checkpoints (SQLite's default is 1,000), and the
+# size the WAL file is cut back to after one; see _setup.
+WAL_AUTOCHECKPOINT_PAGES: Final = 8_000
+JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
 # Each entry upgrades the schema by one version; the index + 1 is the version
 # it produces. Never edit a released entry: append a new one.
@@ -185,19 +188,39 @@ _BOOT_ID: Final = _boot_id()
 
 
 class _Job:
-    """One call to run on the database thread, and where its outcome goes."""
+    """One call to run on the database thread, and where its outcome goes.
 
-    __slots__ = ("args", "batchable", "func", "future", "loop", "waiter")
+    The thread sets the outcome (set_result / set_exception) and then wakes the
+    caller: an asyncio caller through its loop, any other through `event`. Plain
+    slots rather than a concurrent.futures.Future: no lock and condition per job.
+    """
+
+    __slots__ = ("args", "batchable", "error", "event", "func", "loop", "result", "waiter")
 
     def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
         self.func = func
         self.args = args
         self.batchable = batchable
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.result: Any = None
+        self.error: BaseException | None = None
         # The asyncio caller's loop and the future it awaits; the thread wakes
         # the loop once per batch (not once per job) to pass the outcomes on.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiter: asyncio.Future[Any] | None = None
+        # Set by the thread when the caller is not on asyncio (trio).
+        self.event: threading.Event | None = None
+
+    def set_result(self, result: Any) -> None:
+        self.result = result
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+
+    def outcome(self) -> Any:
+        """The result, or raise the error (once the thread is done with the job)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class _DbThread:
@@ -225,13 +248,17 @@ class _DbThread:
         if loop is not None:
             job.loop = loop
             job.waiter = waiter = loop.create_future()
+        else:
+            job.event = threading.Event()
         self._queue.put(job)
         # Once queued the job runs to the end; the caller waits for it even when
         # cancelled, so it never mistakes a committed write for an abandoned one.
         with anyio.CancelScope(shield=True):
             if loop is None:
-                # Not asyncio (trio): block a helper thread on the future instead.
-                result = await anyio.to_thread.run_sync(job.future.result)
+                # Not asyncio (trio): block a helper thread on the event instead.
+                assert job.event is not None
+                await anyio.to_thread.run_sync(job.event.wait)
+                result = job.outcome()
             else:
                 result = await waiter
         return cast(T, result)
@@ -265,11 +292,17 @@ class _DbThread:
 
 
 def _wake(jobs: list[_Job]) -> None:
-    """Hand the outcomes of finished jobs to their asyncio callers: one wake-up per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-    for job in jobs:
-        if job.loop is not None:
-            by_loop.setdefault(job.loop, []).append(job)
+    """Hand the outcomes of finished jobs to their callers: one wake-up per asyncio loop."""
+    first = jobs[0].loop
+    if first is not None and all(job.loop is first for job in jobs):
+        by_loop = {first: jobs}  # the usual case: one loop
+    else:
+        by_loop = {}
+        for job in jobs:
+            if job.loop is not None:
+                by_loop.setdefault(job.loop, []).append(job)
+            elif job.event is not None:
+                job.event.set()
     for loop, waiting in by_loop.items():
         # A closed loop raises RuntimeError: nobody is waiting any more.
         with suppress(RuntimeError):
@@ -277,14 +310,14 @@ def _wake(jobs: list[_Job]) -> None:
 
 
 def _deliver(jobs: list[_Job]) -> None:
-    """On the loop: resolve each job's waiter from its finished future."""
+    """On the loop: resolve each job's waiter from its outcome."""
     for job in jobs:
         waiter = job.waiter
         if waiter is None or waiter.done():
             continue
-        error = job.future.exception()
+        error = job.error
         if error is None:
-            waiter.set_result(job.future.result())
+            waiter.set_result(job.result)
         else:
             waiter.set_exception(error)
 
@@ -293,9 +326,9 @@ def _run_job(job: _Job) -> None:
     try:
         result = job.func(*job.args)
     except BaseException as exc:
-        job.future.set_exception(exc)
+        job.error = exc
     else:
-        job.future.set_result(result)
+        job.result = result
 
 
 # --- the store -----------------------------------------------------------------
@@ -322,12 +355,48 @@ def _record_from_row(row: Sequence[Any]) -> ConversationRecord:
 
 
 # One encoder for every row: json.dumps with options builds a new one per call.
-_dump: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _make_dump() -> Callable[[Any], str]:
+    """The encoder's encode, minus the C encoder it builds afresh on every call.
+
+    JSONEncoder.encode makes a new C encoder object for each value; building it
+    once halves the cost of encoding a small item. Same output (same options);
+    without the C accelerator (other Pythons) the plain encode is used.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    basestring = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:
+        return _ENCODER.encode
+    # No markers (check_circular): a shared dict would be kept dirty by a failed
+    # call and shared between threads. A circular value overflows the C stack
+    # guard instead, and is then encoded again the plain way for the usual error.
+    encoder = make(None, _ENCODER.default, basestring, None, ":", ",", False, False, True)
+    join = "".join
+    plain = _ENCODER.encode
+
+    def dump(value: Any) -> str:
+        if type(value) is str:
+            return plain(value)
+        try:
+            return join(encoder(value, 0))
+        except (RecursionError, TypeError, ValueError):
+            return plain(value)  # the usual error (or, should it succeed, the same text)
+
+    return dump
+
+
+_dump: Final = _make_dump()
 
 
 def _item_rows(items: Sequence[Item]) -> list[tuple[str, int]]:
     """(json, is_user) of each item: the row values of the items table."""
-    return [(_dump(item), 1 if is_user_message(item) else 0) for item in items]
+    # history.is_user_message, inlined: this runs on the event loop for every turn.
+    return [
+        (_dump(item), 1 if item.get("type") == "message" and item.get("role") == "user" else 0)
+        for item in items
+    ]
 
 
 def _summary(record: ConversationRecord) -> tuple[Any, ...]:
@@ -453,6 +522,15 @@ class SqliteStore:
         # NORMAL in WAL mode survives a crash of the process (what kill -9
         # does); only an OS crash or power loss can lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints run in the committing thread and copy every page written
+        # since the last one back to the database, with two fsyncs. Turn commits
+        # rewrite the same hot pages (the conversations rows, the tails of the
+        # index B-trees) over and over: a longer interval copies each of them
+        # once for many commits. This only changes when pages move from the WAL
+        # to the database file, not when a commit is durable. The WAL file is
+        # cut back to a bounded size after a checkpoint.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         self._migrate(conn)
 
     @staticmethod
@@ -715,7 +793,7 @@ class SqliteStore:
                     pass  # rolled back: redo one by one below
                 else:
                     for job in jobs:
-                        job.future.set_result(None)
+                        job.set_result(None)
                     return
             with _write_transaction(conn):
                 if len(jobs) == 1:
@@ -735,13 +813,13 @@ class SqliteStore:
         except BaseException as exc:
             # The transaction as a whole failed (or the store is closed): nothing was kept.
             for job in jobs:
-                job.future.set_exception(exc)
+                job.set_exception(exc)
             return
         for job, error in zip(jobs, errors, strict=True):
             if error is None:
-                job.future.set_result(None)
+                job.set_result(None)
             else:
-                job.future.set_exception(error)
+                job.set_exception(error)
 
     def _commit_turn_sync(
         self, cid: str, summary: tuple[Any, ...], rows: builtins.list[tuple[str, int]]
