@@ -72,7 +72,9 @@ class Connection:
             self.outbound.framing = framing
         self._handlers: dict[str, Handler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
-        self.endpoint = Endpoint({}, self._consume_outgoing, max_workers=1)
+        # The Endpoint routes through this dict, which method() fills in.
+        self._dispatch: dict[str, Callable[[Any], Any]] = {}
+        self.endpoint = Endpoint(self._dispatch, self._consume_outgoing, max_workers=1)
         self.sequencer = KeyedSequencer()
         self._inflight: dict[Hashable, anyio.CancelScope] = {}
         self._inflight_done = anyio.Event()
@@ -86,7 +88,7 @@ class Connection:
     def method(self, name: str, handler: Handler) -> None:
         """Route requests of `name` to `handler(params)`; it returns a result or Deferred."""
         self._handlers[name] = handler
-        self.endpoint._dispatcher[name] = self._wrap(handler)
+        self._dispatch[name] = self._wrap(handler)
 
     def notification(self, name: str, handler: NotificationHandler) -> None:
         """Route notifications of `name` to `handler(params)`."""
@@ -195,6 +197,8 @@ class Connection:
             self._on_notification(message["method"], message.get("params"))
             return
         if checked.kind == "response":
+            # The Endpoint keeps the ids of the requests convmgr sent; it would
+            # drop any other response silently.
             if message["id"] not in self.endpoint._server_request_futures:
                 log.warning("ignoring a response to unknown request id %r", message["id"])
                 return
@@ -218,7 +222,7 @@ class Connection:
             batch.expected += 1
             self._batch_of[msg_id] = batch
         if message["method"] not in self._handlers:
-            self.endpoint._consumer(
+            self._consume_outgoing(
                 {
                     "jsonrpc": "2.0",
                     "id": msg_id,
