@@ -22,8 +22,6 @@ from convmgr.providers.http import (
     usage_number,
 )
 
-# Error types a server may send inside a stream that a new attempt can cure.
-
 
 def chat_messages(request: TurnRequest) -> list[dict[str, Any]]:
     """The turn's instructions and history as Chat Completions messages."""
@@ -84,10 +82,28 @@ class ChatStreamParser:
         if not data:
             return []
         chunk = parse_json_event(data)
+        choices = chunk.get("choices")
+        # Most chunks are one piece of text and nothing else: say so in few
+        # steps. Anything else (reasoning, a finish reason, usage, an error,
+        # more choices, an empty piece) goes the long way below.
+        if type(choices) is list and len(choices) == 1 and chunk.get("usage") is None:
+            choice = choices[0]
+            if (
+                type(choice) is dict
+                and choice.get("index", 0) == 0
+                and not choice.get("finish_reason")
+                and type(delta := choice.get("delta")) is dict
+                and type(content := delta.get("content")) is str
+                and content
+                and delta.get("reasoning_content") is None
+                and delta.get("reasoning") is None
+                and "error" not in chunk
+                and chunk.get("object") != "error"
+            ):
+                return [TextDelta(content)]
         if "error" in chunk or chunk.get("object") == "error":
             raise_stream_error(chunk.get("error", chunk))
         out: list[ProviderEvent] = []
-        choices = chunk.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 # Only one completion is asked for; another index would be a bug upstream.

@@ -22,7 +22,7 @@ from convmgr.providers.http import (
     usage_number,
 )
 
-# Error codes of `response.failed` / `error` events that a new attempt can cure.
+# The events read; any other is skipped without parsing its JSON.
 _TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
 _REASONING_DELTAS = frozenset(
     {"response.reasoning_text.delta", "response.reasoning_summary_text.delta"}
