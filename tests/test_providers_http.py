@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import socket
@@ -267,6 +268,44 @@ async def test_sse_framing_is_read_whatever_the_chunking() -> None:
                 " done",
             ]
             assert events[-1] == Usage(2, 3, 5)
+
+
+async def test_a_compressed_stream_is_read() -> None:
+    # A proxy may gzip the stream: the bytes are decompressed before splitting.
+    import zlib
+
+    compressor = zlib.compressobj(wbits=31)  # gzip framing
+    events = [chat_chunk(content=word) for word in ("one ", "two ", "three")]
+    events += [chat_chunk(finish="stop"), "[DONE]"]
+
+    async def handler(request: Request, reply: Reply) -> None:
+        await reply.start(headers={"Content-Encoding": "gzip"})
+        for event in events:
+            text = event if isinstance(event, str) else json.dumps(event)
+            data = compressor.compress(f"data: {text}\n\n".encode())
+            await reply.chunk(data + compressor.flush(zlib.Z_SYNC_FLUSH))
+        await reply.chunk(compressor.flush())
+        await reply.end()
+
+    async with FakeOpenAI(handler) as server:
+        got = await collect(make(OpenAIChatProvider, server), turn())
+    assert got == [TextDelta("one "), TextDelta("two "), TextDelta("three")]
+
+
+async def test_events_before_garbage_in_the_same_read_come_out_first() -> None:
+    # All the events of a read are parsed before any is handed on: the good
+    # ones before the bad one must still be streamed before the failure.
+    good = "".join(f"data: {json.dumps(chat_chunk(content=w))}\n\n" for w in ("a", "b"))
+
+    async def handler(request: Request, reply: Reply) -> None:
+        await reply.start()
+        await reply.chunk(f"{good}data: {{oops\n\n".encode())
+        await reply.end()
+
+    async with FakeOpenAI(handler) as server:
+        events, error = await failure(make(OpenAIChatProvider, server), turn())
+    assert events == [TextDelta("a"), TextDelta("b")]
+    assert error.code == "bad_stream"
 
 
 async def test_a_responses_stream_as_openai_sends_it() -> None:
