@@ -5,15 +5,17 @@ configured HTTP provider must not slow down the server's start (httpx alone
 takes ~85 ms to import, most of the `initialize` budget).
 
 Server-sent events are split by our own `SSEDecoder`, not httpx-sse, because
-httpx-sse fell short on speed: for each network read it goes through httpx's
-text decoder, then yields line by line through two more async generators and
-builds a `ServerSentEvent` per event, which was 8-11 % of convmgr's CPU in a
-turn of 2,000 back-to-back deltas (py-spy), when the whole budget is 10 %.
-`SSEDecoder` takes the raw bytes of each read and returns every complete
-event in them at once; with it (and events handed on a read at a time) that
-turn's end-to-end overhead went from ~30 % to ~10 % (bench/bench_http_e2e.py).
-It also does not hold back an event whose last line ends with a bare `\r` at
-the end of a read, as httpx-sse does until the next read.
+httpx-sse fell short on speed, where the issue's 10 % budget is tightest: a
+turn of 2,000 deltas sent back to back. For each network read httpx-sse runs
+httpx's text decoder, then hands on lines and events one at a time through
+three more async generators, building a `ServerSentEvent` for each: 8-11 % of
+convmgr's CPU in that turn (py-spy), and 1.9 us per event against 0.9 us for
+`SSEDecoder` even without the generator hops. `SSEDecoder` takes the raw bytes
+of a read and returns all the events they complete in one list. With it (and
+the events of a read handed on together, and the JSON parsing below) that
+turn's end-to-end overhead in bench/bench_http_e2e.py went from 16-32 % to
+5-9 % (it varies with the machine's load). Unlike httpx-sse, it does not hold
+back an event whose blank line ends in a bare `\r` at the end of a read.
 """
 
 from __future__ import annotations
