@@ -354,8 +354,7 @@ class OpenAICompatibleProvider:
     async def _attempt(
         self, client: httpx.AsyncClient, headers: dict[str, str], content: bytes, key: str | None
     ) -> AsyncGenerator[list[ProviderEvent], None]:
-        """One request: yields its events a network read at a time; raises
-        RetryableError or ProviderError."""
+        """One request: its events a network read at a time; RetryableError or ProviderError."""
         import httpx
 
         parser = self.new_parser()
@@ -372,8 +371,9 @@ class OpenAICompatibleProvider:
                 if "text/event-stream" not in content_type:
                     raise await _not_a_stream(resp, content_type)
                 # The raw bytes, unless the server compressed the stream.
-                encoding = resp.headers.get("content-encoding", "identity").strip().lower()
-                reads = resp.aiter_raw() if encoding == "identity" else resp.aiter_bytes()
+                encoding = resp.headers.get("content-encoding", "").strip().lower()
+                raw = encoding in ("", "identity")
+                reads = resp.aiter_raw() if raw else resp.aiter_bytes()
                 async with aclosing(reads):  # type: ignore[type-var]
                     async for chunk in reads:
                         # Every event of the read is handled before the consumer
