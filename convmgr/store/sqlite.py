@@ -8,31 +8,35 @@ items are one row each, keyed by (conversation_id, idx): reading the tail of a
 long history is an index range scan, never a full read.
 """
 
-import asyncio
 import builtins
 import json
 import logging
 import os
-import queue
 import random
 import secrets
 import sqlite3
 import stat
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
-
-import anyio
-import anyio.to_thread
+from typing import Any, Final, TypeVar
 
 from convmgr.core.errors import ConversationExists, ConversationLocked, ConversationNotFound
 from convmgr.core.records import ConversationRecord, Item, preview_of, utc_now
+from convmgr.store.db_thread import _DbThread, _Job
 from convmgr.store.memory import decode_cursor, encode_cursor
+from convmgr.store.process_identity import _BOOT_ID, _proc_stat, _process_alive
+from convmgr.store.sqlite_rows import (
+    _COLUMNS,
+    _SUMMARY_SET,
+    _dump,
+    _item_rows,
+    _record_from_row,
+    _summary,
+)
+from convmgr.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -48,73 +52,6 @@ BUSY_TIMEOUT_MS: Final = 10_000
 WAL_AUTOCHECKPOINT_PAGES: Final = 8_000
 JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
-# Each entry upgrades the schema by one version; the index + 1 is the version
-# it produces. Never edit a released entry: append a new one.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """
-        CREATE TABLE conversations (
-            conversation_id   TEXT PRIMARY KEY,
-            provider          TEXT NOT NULL,
-            model             TEXT NOT NULL,
-            instructions      TEXT,
-            cwd               TEXT,
-            metadata          TEXT,
-            ephemeral         INTEGER NOT NULL DEFAULT 0,
-            temperature       REAL,
-            max_output_tokens INTEGER,
-            created_at        TEXT NOT NULL,
-            updated_at        TEXT NOT NULL,
-            forked_from       TEXT,
-            history_length    INTEGER NOT NULL DEFAULT 0,
-            last_seq          INTEGER NOT NULL DEFAULT 0,
-            preview           TEXT
-        )
-        """,
-        # listConversations walks this index backwards: newest first, keyset paging.
-        "CREATE INDEX conversations_by_update ON conversations (updated_at, conversation_id)",
-        # An ordinary rowid table (not WITHOUT ROWID): items can be large tool
-        # outputs, which WITHOUT ROWID tables store badly.
-        """
-        CREATE TABLE items (
-            conversation_id TEXT NOT NULL,
-            idx             INTEGER NOT NULL,
-            json            TEXT NOT NULL,
-            PRIMARY KEY (conversation_id, idx)
-        )
-        """,
-        """
-        CREATE TABLE leases (
-            conversation_id TEXT PRIMARY KEY,
-            owner_pid       INTEGER NOT NULL,
-            owner_token     TEXT NOT NULL,
-            owner_start     INTEGER,
-            boot_id         TEXT,
-            acquired_at     TEXT NOT NULL
-        )
-        """,
-        "CREATE INDEX leases_by_owner ON leases (owner_token)",
-    ),
-    (
-        # Fork counts user messages: a marker column, so the cut is found from an
-        # index without reading (or parsing) the items.
-        "ALTER TABLE items ADD COLUMN is_user INTEGER NOT NULL DEFAULT 0",
-        """
-        UPDATE items SET is_user = 1
-        WHERE json_valid(json)
-          AND json_extract(json, '$.type') = 'message'
-          AND json_extract(json, '$.role') = 'user'
-        """,
-        "CREATE INDEX items_user ON items (conversation_id, idx) WHERE is_user = 1",
-    ),
-)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-_COLUMNS: Final = (
-    "conversation_id, provider, model, instructions, cwd, metadata, ephemeral, temperature, "
-    "max_output_tokens, created_at, updated_at, forked_from, history_length, last_seq, preview"
-)
-
 # Tokens of the stores open in this process: a lease row with our pid is alive
 # exactly when its token is here (two stores in one process, as in tests).
 _LIVE_TOKENS: set[str] = set()
@@ -126,302 +63,6 @@ class StoreOpenError(Exception):
 
 class StoreClosedError(RuntimeError):
     """The store was used before open() or after close()."""
-
-
-# --- process identity (lease liveness) ---------------------------------------
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as file:
-            return file.read()
-    except OSError:
-        return None
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks since boot) of a process, from /proc."""
-    text = _read_text(f"/proc/{pid}/stat")
-    if text is None:
-        return None
-    # The command name (field 2) may contain spaces and ')': split after its last ')'.
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _boot_id() -> str | None:
-    text = _read_text("/proc/sys/kernel/random/boot_id")
-    return text.strip() if text else None
-
-
-def _process_alive(pid: int, start: int | None, boot_id: str | None) -> bool:
-    """Whether the process that wrote a lease row may still be running."""
-    if boot_id is not None and _BOOT_ID is not None and boot_id != _BOOT_ID:
-        return False  # written before a reboot
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    except OSError:
-        return True  # cannot tell: keep the lease rather than steal a live one
-    info = _proc_stat(pid)
-    if info is None:
-        return True  # no /proc (not Linux): the pid check is all we have
-    state, started = info
-    if state in ("Z", "X"):
-        return False  # killed and not yet reaped by its parent
-    # A different start time means the pid was reused by an unrelated process.
-    return start is None or started == start
-
-
-_BOOT_ID: Final = _boot_id()
-
-
-# --- the database thread ---------------------------------------------------------
-
-
-class _Job:
-    """One call to run on the database thread, and where its outcome goes.
-
-    The thread sets the outcome (set_result / set_exception) and then wakes the
-    caller: an asyncio caller through its loop, any other through `event`. Plain
-    slots rather than a concurrent.futures.Future: no lock and condition per job.
-    """
-
-    __slots__ = ("args", "batchable", "error", "event", "func", "loop", "result", "waiter")
-
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
-        self.func = func
-        self.args = args
-        self.batchable = batchable
-        self.result: Any = None
-        self.error: BaseException | None = None
-        # The asyncio caller's loop and the future it awaits; the thread wakes
-        # the loop once per batch (not once per job) to pass the outcomes on.
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.waiter: asyncio.Future[Any] | None = None
-        # Set by the thread when the caller is not on asyncio (trio).
-        self.event: threading.Event | None = None
-
-    def set_result(self, result: Any) -> None:
-        self.result = result
-
-    def set_exception(self, error: BaseException) -> None:
-        self.error = error
-
-    def outcome(self) -> Any:
-        """The result, or raise the error (once the thread is done with the job)."""
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-class _DbThread:
-    """A thread that runs jobs one at a time, in the order they were submitted.
-
-    Consecutive batchable jobs that are already queued when the thread gets to
-    the first of them are handed to `run_batch` together.
-    """
-
-    def __init__(self, name: str, run_batch: Callable[[list[_Job]], None]) -> None:
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._run_batch = run_batch
-        # A daemon: a process that exits without close() must not hang on it;
-        # WAL makes an interrupted transaction vanish as if never begun.
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
-
-    async def call(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
-        """Run func(*args) on the thread and return its result (or raise its error)."""
-        job = _Job(func, args, batchable)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:
-            job.loop = loop
-            job.waiter = waiter = loop.create_future()
-        else:
-            job.event = threading.Event()
-        self._queue.put(job)
-        # Once queued the job runs to the end; the caller waits for it even when
-        # cancelled, so it never mistakes a committed write for an abandoned one.
-        with anyio.CancelScope(shield=True):
-            if loop is None:
-                # Not asyncio (trio): block a helper thread on the event instead.
-                assert job.event is not None
-                await anyio.to_thread.run_sync(job.event.wait)
-                result = job.outcome()
-            else:
-                result = await waiter
-        return cast(T, result)
-
-    def stop(self) -> None:
-        """End the thread after the jobs already queued."""
-        self._queue.put(None)
-
-    def _main(self) -> None:
-        held: deque[_Job | None] = deque()
-        while True:
-            job = held.popleft() if held else self._queue.get()
-            if job is None:
-                return
-            if not job.batchable:
-                _run_job(job)
-                _wake([job])
-                continue
-            batch = [job]
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None or not more.batchable:
-                    held.append(more)  # runs next: order is kept
-                    break
-                batch.append(more)
-            self._run_batch(batch)
-            _wake(batch)
-
-
-def _wake(jobs: list[_Job]) -> None:
-    """Hand the outcomes of finished jobs to their callers: one wake-up per asyncio loop."""
-    first = jobs[0].loop
-    if first is not None and all(job.loop is first for job in jobs):
-        by_loop = {first: jobs}  # the usual case: one loop
-    else:
-        by_loop = {}
-        for job in jobs:
-            if job.loop is not None:
-                by_loop.setdefault(job.loop, []).append(job)
-            elif job.event is not None:
-                job.event.set()
-    for loop, waiting in by_loop.items():
-        # A closed loop raises RuntimeError: nobody is waiting any more.
-        with suppress(RuntimeError):
-            loop.call_soon_threadsafe(_deliver, waiting)
-
-
-def _deliver(jobs: list[_Job]) -> None:
-    """On the loop: resolve each job's waiter from its outcome."""
-    for job in jobs:
-        waiter = job.waiter
-        if waiter is None or waiter.done():
-            continue
-        error = job.error
-        if error is None:
-            waiter.set_result(job.result)
-        else:
-            waiter.set_exception(error)
-
-
-def _run_job(job: _Job) -> None:
-    try:
-        result = job.func(*job.args)
-    except BaseException as exc:
-        job.error = exc
-    else:
-        job.result = result
-
-
-# --- the store -----------------------------------------------------------------
-
-
-def _record_from_row(row: Sequence[Any]) -> ConversationRecord:
-    return ConversationRecord(
-        conversation_id=row[0],
-        provider=row[1],
-        model=row[2],
-        instructions=row[3],
-        cwd=row[4],
-        metadata=None if row[5] is None else json.loads(row[5]),
-        ephemeral=bool(row[6]),
-        temperature=row[7],
-        max_output_tokens=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        forked_from=row[11],
-        history_length=row[12],
-        last_seq=row[13],
-        preview=row[14],
-    )
-
-
-# One encoder for every row: json.dumps with options builds a new one per call.
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _make_dump() -> Callable[[Any], str]:
-    """The encoder's encode, minus the C encoder it builds afresh on every call.
-
-    JSONEncoder.encode makes a new C encoder object for each value; building it
-    once halves the cost of encoding a small item. Same output (same options);
-    without the C accelerator (other Pythons) the plain encode is used.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    basestring = getattr(json.encoder, "c_encode_basestring", None)
-    if make is None or basestring is None:
-        return _ENCODER.encode
-    # No markers (check_circular): a shared dict would be kept dirty by a failed
-    # call and shared between threads. A circular value overflows the C stack
-    # guard instead, and is then encoded again the plain way for the usual error.
-    encoder = make(None, _ENCODER.default, basestring, None, ":", ",", False, False, True)
-    join = "".join
-    plain = _ENCODER.encode
-
-    def dump(value: Any) -> str:
-        if type(value) is str:
-            return plain(value)
-        try:
-            return join(encoder(value, 0))
-        except (RecursionError, TypeError, ValueError):
-            return plain(value)  # the usual error (or, should it succeed, the same text)
-
-    return dump
-
-
-_dump: Final = _make_dump()
-
-
-def _item_rows(items: Sequence[Item]) -> list[tuple[str, int]]:
-    """(json, is_user) of each item: the row values of the items table."""
-    # history.is_user_message, inlined: this runs on the event loop for every turn.
-    return [
-        (_dump(item), 1 if item.get("type") == "message" and item.get("role") == "user" else 0)
-        for item in items
-    ]
-
-
-def _summary(record: ConversationRecord) -> tuple[Any, ...]:
-    """What commit_turn and save_records write of a record, in _SUMMARY_SET's order.
-
-    Taken on the event loop: the record may change while the job waits.
-    """
-    return (
-        record.provider,
-        record.model,
-        record.instructions,
-        record.cwd,
-        None if record.metadata is None else _dump(record.metadata),
-        record.temperature,
-        record.max_output_tokens,
-        record.updated_at,
-        record.last_seq,
-        record.preview,
-    )
-
-
-_SUMMARY_SET: Final = (
-    "provider = ?, model = ?, instructions = ?, cwd = ?, metadata = ?, temperature = ?, "
-    "max_output_tokens = ?, updated_at = ?, last_seq = ?, preview = ?"
-)
 
 
 @contextmanager

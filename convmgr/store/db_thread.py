@@ -1,0 +1,162 @@
+"""The database thread: one thread that runs a store's jobs in order.
+
+Jobs that queue up while the thread is busy may be handed over together (a
+batch), so that one transaction can hold many of them.
+"""
+
+import asyncio
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+class _Job:
+    """One call to run on the database thread, and where its outcome goes.
+
+    The thread sets the outcome (set_result / set_exception) and then wakes the
+    caller: an asyncio caller through its loop, any other through `event`. Plain
+    slots rather than a concurrent.futures.Future: no lock and condition per job.
+    """
+
+    __slots__ = ("args", "batchable", "error", "event", "func", "loop", "result", "waiter")
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
+        self.func = func
+        self.args = args
+        self.batchable = batchable
+        self.result: Any = None
+        self.error: BaseException | None = None
+        # The asyncio caller's loop and the future it awaits; the thread wakes
+        # the loop once per batch (not once per job) to pass the outcomes on.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiter: asyncio.Future[Any] | None = None
+        # Set by the thread when the caller is not on asyncio (trio).
+        self.event: threading.Event | None = None
+
+    def set_result(self, result: Any) -> None:
+        self.result = result
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+
+    def outcome(self) -> Any:
+        """The result, or raise the error (once the thread is done with the job)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _DbThread:
+    """A thread that runs jobs one at a time, in the order they were submitted.
+
+    Consecutive batchable jobs that are already queued when the thread gets to
+    the first of them are handed to `run_batch` together.
+    """
+
+    def __init__(self, name: str, run_batch: Callable[[list[_Job]], None]) -> None:
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._run_batch = run_batch
+        # A daemon: a process that exits without close() must not hang on it;
+        # WAL makes an interrupted transaction vanish as if never begun.
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    async def call(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
+        """Run func(*args) on the thread and return its result (or raise its error)."""
+        job = _Job(func, args, batchable)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            job.loop = loop
+            job.waiter = waiter = loop.create_future()
+        else:
+            job.event = threading.Event()
+        self._queue.put(job)
+        # Once queued the job runs to the end; the caller waits for it even when
+        # cancelled, so it never mistakes a committed write for an abandoned one.
+        with anyio.CancelScope(shield=True):
+            if loop is None:
+                # Not asyncio (trio): block a helper thread on the event instead.
+                assert job.event is not None
+                await anyio.to_thread.run_sync(job.event.wait)
+                result = job.outcome()
+            else:
+                result = await waiter
+        return cast(T, result)
+
+    def stop(self) -> None:
+        """End the thread after the jobs already queued."""
+        self._queue.put(None)
+
+    def _main(self) -> None:
+        held: deque[_Job | None] = deque()
+        while True:
+            job = held.popleft() if held else self._queue.get()
+            if job is None:
+                return
+            if not job.batchable:
+                _run_job(job)
+                _wake([job])
+                continue
+            batch = [job]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or not more.batchable:
+                    held.append(more)  # runs next: order is kept
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+            _wake(batch)
+
+
+def _wake(jobs: list[_Job]) -> None:
+    """Hand the outcomes of finished jobs to their callers: one wake-up per asyncio loop."""
+    first = jobs[0].loop
+    if first is not None and all(job.loop is first for job in jobs):
+        by_loop = {first: jobs}  # the usual case: one loop
+    else:
+        by_loop = {}
+        for job in jobs:
+            if job.loop is not None:
+                by_loop.setdefault(job.loop, []).append(job)
+            elif job.event is not None:
+                job.event.set()
+    for loop, waiting in by_loop.items():
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(_deliver, waiting)
+
+
+def _deliver(jobs: list[_Job]) -> None:
+    """On the loop: resolve each job's waiter from its outcome."""
+    for job in jobs:
+        waiter = job.waiter
+        if waiter is None or waiter.done():
+            continue
+        error = job.error
+        if error is None:
+            waiter.set_result(job.result)
+        else:
+            waiter.set_exception(error)
+
+
+def _run_job(job: _Job) -> None:
+    try:
+        result = job.func(*job.args)
+    except BaseException as exc:
+        job.error = exc
+    else:
+        job.result = result
