@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convmgr.providers.http import SSEDecoder
+from convmgr.providers.sse import SSEDecoder
 
 
 def events_of(*chunks: bytes) -> list[tuple[str, str]]:
