@@ -324,7 +324,7 @@ class Server:
             with anyio.move_on_after(self.options.drain_timeout) as scope:
                 self._drain_scope = scope
                 await conn.wait_idle()
-                await self.manager.drain(float("inf"))
+                await self.manager.drain()
             self._drain_scope = None
         conn.cancel_all()
         with anyio.move_on_after(1):

@@ -1,7 +1,6 @@
 """ConversationManager: new / get / remove / fork / resume conversations and run their turns."""
 
 import logging
-import math
 import uuid
 from collections.abc import Sequence
 from contextlib import aclosing
@@ -324,14 +323,12 @@ class ConversationManager:
         except Exception:
             log.exception("could not save %d closed conversations", len(closed))
 
-    async def drain(self, timeout: float) -> None:
-        """Let running turns finish for up to `timeout` seconds, then close everything."""
+    async def drain(self) -> None:
+        """Start no new turns and wait for the running ones to finish (callers bound the wait)."""
         self._closed = True
-        with anyio.move_on_after(timeout if math.isfinite(timeout) else None):
-            for conv in list(self._loaded.values()):
-                if conv.turn is not None:
-                    await conv.turn.done.wait()
-        await self.close_all("shutdown")
+        for conv in list(self._loaded.values()):
+            if conv.turn is not None:
+                await conv.turn.done.wait()
 
     # --- turns --------------------------------------------------------------------
 
