@@ -26,7 +26,17 @@ class _Job:
     slots rather than a concurrent.futures.Future: no lock and condition per job.
     """
 
-    __slots__ = ("args", "batchable", "error", "event", "func", "loop", "result", "waiter")
+    __slots__ = (
+        "args",
+        "batchable",
+        "delivered",
+        "error",
+        "event",
+        "func",
+        "loop",
+        "result",
+        "waiter",
+    )
 
     def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
         self.func = func
@@ -38,6 +48,9 @@ class _Job:
         # the loop once per batch (not once per job) to pass the outcomes on.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiter: asyncio.Future[Any] | None = None
+        # Set on the loop by _deliver: the outcome is in (the waiter may be a
+        # cancelled one, see _DbThread.call).
+        self.delivered = False
         # Set by the thread when the caller is not on asyncio (trio).
         self.event: threading.Event | None = None
 
@@ -76,22 +89,31 @@ class _DbThread:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is not None:
-            job.loop = loop
-            job.waiter = waiter = loop.create_future()
-        else:
-            job.event = threading.Event()
-        self._queue.put(job)
         # Once queued the job runs to the end; the caller waits for it even when
         # cancelled, so it never mistakes a committed write for an abandoned one.
-        with anyio.CancelScope(shield=True):
-            if loop is None:
-                # Not asyncio (trio): block a helper thread on the event instead.
-                assert job.event is not None
+        if loop is None:
+            # Not asyncio (trio): block a helper thread on the event instead.
+            job.event = threading.Event()
+            self._queue.put(job)
+            with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(job.event.wait)
-                result = job.outcome()
-            else:
-                result = await waiter
+            return cast(T, job.outcome())
+        job.loop = loop
+        job.waiter = waiter = loop.create_future()
+        self._queue.put(job)
+        # Waiting is shielded only once a cancellation arrives: an anyio
+        # CancelScope costs more than the rest of the call. A cancellation
+        # cancels the waiter, so the rest of the wait is on a fresh one, which
+        # _deliver resolves, and only then is the cancellation let through.
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if not job.delivered:
+                job.waiter = waiter = loop.create_future()
+                with anyio.CancelScope(shield=True):
+                    await waiter
+            raise
+        result = job.outcome()
         return cast(T, result)
 
     def stop(self) -> None:
@@ -143,6 +165,7 @@ def _wake(jobs: list[_Job]) -> None:
 def _deliver(jobs: list[_Job]) -> None:
     """On the loop: resolve each job's waiter from its outcome."""
     for job in jobs:
+        job.delivered = True
         waiter = job.waiter
         if waiter is None or waiter.done():
             continue
