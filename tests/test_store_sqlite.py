@@ -1,5 +1,6 @@
 """The store contract (MemoryStore and SqliteStore alike) and SqliteStore's own duties."""
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -664,6 +665,27 @@ async def test_cancelled_caller_still_waits_for_its_commit(sqlite_store: SqliteS
         assert not returned.is_set()  # still waiting: the job is queued and will run
         gate.set()
     assert returned.is_set()
+    assert await store.read_items("c0") == turn(3)
+
+
+async def test_task_cancel_waits_for_the_commit_then_goes_through(
+    sqlite_store: SqliteStore,
+) -> None:
+    """A plain asyncio Task.cancel: the caller waits for its queued commit, then is cancelled."""
+    store = sqlite_store
+    record = make_record("c0")
+    gate = threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold_thread, store, gate)
+        await anyio.wait_all_tasks_blocked()
+        task = asyncio.ensure_future(add_turn(store, record, turn(3)))
+        await anyio.wait_all_tasks_blocked()
+        task.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert not task.done()  # still waiting: the job is queued and will run
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     assert await store.read_items("c0") == turn(3)
 
 
