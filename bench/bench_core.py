@@ -766,6 +766,44 @@ PHASES = {
 }
 
 
+def run_phase(name: str, phase: Callable[[], None], rows: list[Row], failures: list[str]) -> None:
+    """Run one phase; a broken phase is reported as a row and the rest still runs."""
+    print(f"[{name}]", flush=True)
+    try:
+        phase()
+    except Exception as exc:
+        failures.append(name)
+        print(f"  phase {name} FAILED: {exc!r}", flush=True)
+        rows.append(Row(f"{name}: phase failed", "", None, "", False, repr(exc)[:120]))
+
+
+def finish_report(
+    path: Path,
+    rows: list[Row],
+    stderr_tail: str,
+    started: float,
+    load_before: tuple[float, float, float],
+    **fields: Any,
+) -> None:
+    """Print the table, write the JSON results (with `fields`) and the server's stderr tail."""
+    print_table(rows)
+    report = {
+        **fields,
+        "python": sys.version.split()[0],
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "rows": [asdict(r) for r in rows],
+        "server_stderr_tail": stderr_tail,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results written to {path} ({report['elapsed_s']} s)")
+    if stderr_tail.strip():
+        print("server stderr (tail):\n" + stderr_tail, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
@@ -776,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     started = time.perf_counter()
-    failures = []
+    failures: list[str] = []
     precompile()
     load_before = os.getloadavg()
     print(f"load average {load_before[0]:.2f} (cpus {os.cpu_count()})", flush=True)
@@ -785,37 +823,21 @@ def main(argv: list[str] | None = None) -> int:
         for name, phase in PHASES.items():
             if args.only and name not in args.only:
                 continue
-            print(f"[{name}]", flush=True)
-            try:
-                phase(bench)
-            except Exception as exc:  # a broken phase is reported, the rest still runs
-                failures.append(name)
-                print(f"  phase {name} FAILED: {exc!r}", flush=True)
-                bench.rows.append(
-                    Row(f"{name}: phase failed", "", None, "", False, repr(exc)[:120])
-                )
+            run_phase(name, lambda phase=phase: phase(bench), bench.rows, failures)
         stderr_tail = (
             Path(bench.stderr_path).read_text(errors="replace")[-2000:]
             if os.path.exists(bench.stderr_path)
             else ""
         )
-    print_table(bench.rows)
-    report = {
-        "quick": args.quick,
-        "sizes": asdict(sizes),
-        "python": sys.version.split()[0],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "elapsed_s": round(time.perf_counter() - started, 2),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "rows": [asdict(r) for r in bench.rows],
-        "server_stderr_tail": stderr_tail,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results written to {args.json} ({report['elapsed_s']} s)")
-    if stderr_tail.strip():
-        print("server stderr (tail):\n" + stderr_tail, file=sys.stderr)
+    finish_report(
+        args.json,
+        bench.rows,
+        stderr_tail,
+        started,
+        load_before,
+        quick=args.quick,
+        sizes=asdict(sizes),
+    )
     return 1 if failures else 0
 
 

@@ -37,7 +37,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -56,10 +55,11 @@ from bench_core import (  # a sibling script, not a package
     READ_CHUNK,
     Row,
     encode,
+    finish_report,
     fmt,
     pct,
     precompile,
-    print_table,
+    run_phase,
     server_cmd,
     server_env,
 )
@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     started = time.perf_counter()
-    failures = []
+    failures: list[str] = []
     precompile()
     version = code_version()
     load_before = os.getloadavg()
@@ -698,39 +698,23 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(sizes, workdir)
         try:
             for name, phase in PHASES.items():
-                print(f"[{name}]", flush=True)
-                try:
-                    phase(bench)
-                except Exception as exc:  # a broken phase is reported, the rest still runs
-                    failures.append(name)
-                    print(f"  phase {name} FAILED: {exc!r}", flush=True)
-                    bench.rows.append(
-                        Row(f"{name}: phase failed", "", None, "", False, repr(exc)[:120])
-                    )
+                run_phase(name, lambda phase=phase: phase(bench), bench.rows, failures)
         finally:
             bench.fake.close()
         stderr_tail = ""
         log = Path(workdir) / "convmgr-stderr.log"
         if log.exists():
             stderr_tail = log.read_text(errors="replace")[-2000:]
-    print_table(bench.rows)
-    report = {
-        "quick": args.quick,
-        "sizes": asdict(sizes),
-        "python": sys.version.split()[0],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "code": version,
-        "elapsed_s": round(time.perf_counter() - started, 2),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "rows": [asdict(r) for r in bench.rows],
-        "convmgr_stderr_tail": stderr_tail,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results written to {args.json} ({report['elapsed_s']} s)")
-    if stderr_tail.strip():
-        print("convmgr stderr (tail):\n" + stderr_tail, file=sys.stderr)
+    finish_report(
+        args.json,
+        bench.rows,
+        stderr_tail,
+        started,
+        load_before,
+        quick=args.quick,
+        sizes=asdict(sizes),
+        code=version,
+    )
     return 1 if failures else 0
 
 
