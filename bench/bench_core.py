@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "core.json"
@@ -161,6 +161,21 @@ def server_cmd(extra: Iterable[str] = ()) -> list[str]:
     return [*base, "--no-store", *extra]
 
 
+def spawn_server(
+    extra: Iterable[str], env: dict[str, str], stderr: IO[bytes], cwd: str | None
+) -> subprocess.Popen[bytes]:
+    """Start the server with piped stdin/stdout, unbuffered."""
+    return subprocess.Popen(
+        server_cmd(extra),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+        cwd=cwd,  # not the checkout: `-m convmgr` must not find ./convmgr first
+        bufsize=0,
+    )
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -170,15 +185,7 @@ class Server:
 
     def __init__(self, env: dict[str, str], stderr_path: str, cwd: str | None = None) -> None:
         self._stderr = open(stderr_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            server_cmd(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            cwd=cwd,  # not the checkout: `-m convmgr` must not find ./convmgr first
-            bufsize=0,
-        )
+        self.proc = spawn_server((), env, self._stderr, cwd)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.wfd = self.proc.stdin.fileno()
         self.rfd = self.proc.stdout.fileno()

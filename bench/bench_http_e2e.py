@@ -60,8 +60,8 @@ from bench_core import (  # a sibling script, not a package
     pct,
     precompile,
     run_phase,
-    server_cmd,
     server_env,
+    spawn_server,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,15 +223,7 @@ class Convmgr:
 
     def __init__(self, config: Path, env: dict[str, str], workdir: str) -> None:
         self._stderr = open(os.path.join(workdir, "convmgr-stderr.log"), "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            server_cmd(["--config", str(config)]),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            cwd=workdir,  # not the checkout: `-m convmgr` must not find ./convmgr first
-            bufsize=0,
-        )
+        self.proc = spawn_server(["--config", str(config)], env, self._stderr, workdir)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.wfd = self.proc.stdin.fileno()
         self.rfd = self.proc.stdout.fileno()

@@ -1,17 +1,39 @@
-"""The core benchmark runs end to end in its quick mode (no timing is asserted)."""
+"""The benchmark scripts run end to end in their quick mode (no timing is asserted)."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "bench_core.py"
+
+CORE_ROWS = (
+    "cold start",
+    "getConversation pipelined",
+    "newConversation",
+    "echo stream",
+    "RSS per idle conversation",
+    "interrupt",
+    "SIGTERM",
+)
+HTTP_ROWS = tuple(
+    f"deltas, {kind}, {row}"
+    for kind in ("openai-chat", "openai-responses")
+    for row in ("back to back", "10 ms: deltas lost", "10 ms: added loop latency p99")
+)
 
 
-def test_bench_core_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
-    out = tmp_path / "core.json"
+@pytest.mark.parametrize(
+    ("script", "rows"),
+    [("bench_core.py", CORE_ROWS), ("bench_http_e2e.py", HTTP_ROWS)],
+)
+def test_bench_quick_runs_and_prints_the_table(
+    tmp_path: Path, script: str, rows: tuple[str, ...]
+) -> None:
+    out = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -20,14 +42,7 @@ def test_bench_core_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for heading in ("measurement", "target", "measured", "result"):
         assert heading in proc.stdout
-    for row in (
-        "cold start",
-        "getConversation pipelined",
-        "newConversation",
-        "echo stream",
-        "RSS per idle conversation",
-        "interrupt",
-        "SIGTERM",
-    ):
+    for row in rows:
         assert row in proc.stdout, row
+    assert "phase failed" not in proc.stdout
     assert out.exists()
