@@ -75,7 +75,10 @@ class _DbThread:
     """
 
     def __init__(self, name: str, run_batch: Callable[[list[_Job]], None]) -> None:
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
+        # Batchable jobs of the current loop pass, not yet handed over (see call).
+        # A store is used from one event loop at a time, so no lock.
+        self._pending: list[_Job] = []
         self._run_batch = run_batch
         # A daemon: a process that exits without close() must not hang on it;
         # WAL makes an interrupted transaction vanish as if never begun.
@@ -94,13 +97,24 @@ class _DbThread:
         if loop is None:
             # Not asyncio (trio): block a helper thread on the event instead.
             job.event = threading.Event()
+            self._flush()
             self._queue.put(job)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(job.event.wait)
             return cast(T, job.outcome())
         job.loop = loop
         job.waiter = waiter = loop.create_future()
-        self._queue.put(job)
+        if batchable:
+            # Held until the loop has run what is ready now: the turns that end
+            # in one pass of the loop reach the thread as one batch, for one
+            # hand-over (a thread wake-up) instead of one each.
+            pending = self._pending
+            pending.append(job)
+            if len(pending) == 1:
+                loop.call_soon(self._flush)
+        else:
+            self._flush()
+            self._queue.put(job)
         # Waiting is shielded only once a cancellation arrives: an anyio
         # CancelScope costs more than the rest of the call. A cancellation
         # cancels the waiter, so the rest of the wait is on a fresh one, which
@@ -118,28 +132,42 @@ class _DbThread:
 
     def stop(self) -> None:
         """End the thread after the jobs already queued."""
+        self._flush()
         self._queue.put(None)
 
+    def _flush(self) -> None:
+        """Hand the pending batchable jobs to the thread, as one queue entry."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._queue.put(pending)
+
     def _main(self) -> None:
-        held: deque[_Job | None] = deque()
+        held: deque[_Job | list[_Job] | None] = deque()
         while True:
-            job = held.popleft() if held else self._queue.get()
-            if job is None:
+            entry = held.popleft() if held else self._queue.get()
+            if entry is None:
                 return
-            if not job.batchable:
-                _run_job(job)
-                _wake([job])
+            if isinstance(entry, list):
+                batch = entry
+            elif entry.batchable:
+                batch = [entry]
+            else:
+                _run_job(entry)
+                _wake([entry])
                 continue
-            batch = [job]
             while True:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is None or not more.batchable:
+                if isinstance(more, list):
+                    batch.extend(more)
+                elif more is None or not more.batchable:
                     held.append(more)  # runs next: order is kept
                     break
-                batch.append(more)
+                else:
+                    batch.append(more)
             self._run_batch(batch)
             _wake(batch)
 
