@@ -948,9 +948,7 @@ def test_out_of_range_integers_are_invalid_params(spawn, tmp_path):
 def test_a_method_sent_as_a_notification_is_carried_out_unanswered(server):
     """JSON-RPC 2.0 section 4.1: a notification is executed, and never answered."""
     server.notify("newConversation", {"conversationId": "fire"})
-    server.notify(
-        "sendUserTurn", {"conversationId": "fire", "input": text_input("and forget")}
-    )
+    server.notify("sendUserTurn", {"conversationId": "fire", "input": text_input("and forget")})
     server.notify("getConversation", {"conversationId": "missing"})  # fails quietly
     events = server.collect_turn("fire")
     assert events[-1]["event"] == {"type": "turnComplete", "lastAgentMessage": "and forget"}

@@ -6,7 +6,7 @@ from pathlib import Path
 from client import text_input
 
 PATCH = textwrap.dedent(
-    '''
+    """
     import os
     import convmgr.providers.echo as echo
 
@@ -19,7 +19,7 @@ PATCH = textwrap.dedent(
             yield event
 
     echo.EchoProvider.stream = noisy_stream
-    '''
+    """
 )
 
 

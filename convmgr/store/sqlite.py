@@ -17,17 +17,25 @@ import secrets
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import anyio
+
 from convmgr.core.errors import ConversationExists, ConversationLocked, ConversationNotFound
 from convmgr.core.records import ConversationRecord, Item, preview_of, utc_now
+from convmgr.store.commit_channel import CommitProcess, CommitProcessUnavailable
 from convmgr.store.db_thread import _DbThread, _Job
 from convmgr.store.memory import decode_cursor, encode_cursor
 from convmgr.store.process_identity import _BOOT_ID, _proc_stat, _process_alive
+from convmgr.store.sqlite_commit import (
+    BUSY_TIMEOUT_MS,
+    commit_turns,
+    configure,
+    write_transaction,
+)
 from convmgr.store.sqlite_rows import (
     _COLUMNS,
     _SUMMARY_SET,
@@ -44,14 +52,6 @@ T = TypeVar("T")
 
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
-# How long a writer waits for another process's write transaction to finish.
-BUSY_TIMEOUT_MS: Final = 10_000
-
-# WAL pages between automatic checkpoints (SQLite's default is 1,000), and the
-# size the WAL file is cut back to after one; see _setup.
-WAL_AUTOCHECKPOINT_PAGES: Final = 8_000
-JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
-
 # Tokens of the stores open in this process: a lease row with our pid is alive
 # exactly when its token is here (two stores in one process, as in tests).
 _LIVE_TOKENS: set[str] = set()
@@ -65,27 +65,15 @@ class StoreClosedError(RuntimeError):
     """The store was used before open() or after close()."""
 
 
-@contextmanager
-def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front, so a busy writer is waited for
-    # (busy_timeout) instead of failing when a read would upgrade to a write.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        # SQLite ends the transaction itself after some errors (a full disk,
-        # say); a failed COMMIT leaves it open. Either way the next BEGIN works.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 class SqliteStore:
     """Conversations in one SQLite file (WAL), shared safely by several processes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, commit_process: bool = False) -> None:
         self.path = Path(path)
+        # Turn commits go to a child process when asked (the server does) and
+        # possible; see commit_channel. Started by open().
+        self._commit_process_wanted = commit_process
+        self._committer: CommitProcess | None = None
         self._conn: sqlite3.Connection | None = None
         self._thread: _DbThread | None = None
         # Identifies this store's leases; the pid alone could be reused after a crash.
@@ -125,6 +113,9 @@ class SqliteStore:
             self._thread.stop()
             self._thread = None
             raise
+        if self._commit_process_wanted:
+            # Started now, so that it is ready (~40 ms) before the first turn ends.
+            self._committer = CommitProcess.start(self.path)
 
     def _open_sync(self) -> None:
         if self._conn is not None:
@@ -160,18 +151,7 @@ class SqliteStore:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             log.warning("store %s: WAL unavailable, journal mode is %s", self.path, mode)
-        # NORMAL in WAL mode survives a crash of the process (what kill -9
-        # does); only an OS crash or power loss can lose the last commits.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        # Checkpoints run in the committing thread and copy every page written
-        # since the last one back to the database, with two fsyncs. Turn commits
-        # rewrite the same hot pages (the conversations rows, the tails of the
-        # index B-trees) over and over: a longer interval copies each of them
-        # once for many commits. This only changes when pages move from the WAL
-        # to the database file, not when a commit is durable. The WAL file is
-        # cut back to a bounded size after a checkpoint.
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        configure(conn)
         self._migrate(conn)
 
     @staticmethod
@@ -253,7 +233,7 @@ class SqliteStore:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring the schema up to SCHEMA_VERSION, in one transaction."""
-        with _write_transaction(conn):
+        with write_transaction(conn):
             # Checked again under the write lock: another process may be creating it.
             self._check_foreign(conn)
             found = conn.execute(
@@ -277,6 +257,11 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish queued writes, release this store's leases and close (idempotent)."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            # Every turn sent is answered before the leases go.
+            with anyio.CancelScope(shield=True):
+                await committer.aclose()
         thread, self._thread = self._thread, None
         if thread is not None:
             try:
@@ -291,7 +276,7 @@ class SqliteStore:
         self._conn = None
         _LIVE_TOKENS.discard(self._token)
         try:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 conn.execute("DELETE FROM leases WHERE owner_token = ?", (self._token,))
         except sqlite3.Error:
             # Leases left behind are recovered by the next opener (our pid is gone).
@@ -313,7 +298,7 @@ class SqliteStore:
     def _create_sync(self, record: ConversationRecord, rows: list[tuple[str, int]]) -> None:
         conn = self._db()
         cid = record.conversation_id
-        with _write_transaction(conn):
+        with write_transaction(conn):
             self._insert_conversation(conn, record, len(rows))
             conn.executemany(
                 "INSERT INTO items (conversation_id, idx, json, is_user) VALUES (?, ?, ?, ?)",
@@ -370,7 +355,7 @@ class SqliteStore:
         self, source_id: str, record: ConversationRecord, drop: int
     ) -> tuple[int, str | None]:
         conn = self._db()
-        with _write_transaction(conn):
+        with write_transaction(conn):
             found = conn.execute(
                 "SELECT history_length FROM conversations WHERE conversation_id = ?",
                 (source_id,),
@@ -408,49 +393,24 @@ class SqliteStore:
 
     async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
         """Append one turn's items and save the record's summary, in one transaction."""
-        await self._run(
-            self._commit_turn_sync,
-            record.conversation_id,
-            _summary(record),
-            _item_rows(items),
-            batchable=True,
-        )
+        if self._thread is None:
+            raise StoreClosedError(f"store {self.path} is not open")
+        cid, summary = record.conversation_id, _summary(record)
+        committer = self._committer
+        if committer is not None and committer.usable:
+            try:
+                # The items are encoded by the process; nothing else holds them.
+                await committer.commit((cid, summary, list(items)))
+            except CommitProcessUnavailable:
+                pass  # it never reached the process: the thread commits it
+            else:
+                return
+        await self._run(self._commit_turn_sync, cid, summary, _item_rows(items), batchable=True)
 
     def _commit_batch_sync(self, jobs: builtins.list[_Job]) -> None:
-        """Run queued commit_turn jobs in one transaction; each succeeds or fails alone.
-
-        The whole batch is first written with two statements; should that fail
-        (one bad turn, or two turns of one conversation), it is rolled back and
-        redone one turn at a time, each under a savepoint of its own.
-        """
-        errors: builtins.list[BaseException | None] = []
+        """Run queued commit_turn jobs in one transaction; each succeeds or fails alone."""
         try:
-            conn = self._db()
-            if len(jobs) > 1:
-                try:
-                    with _write_transaction(conn):
-                        self._commit_turns_sync([job.args for job in jobs])
-                except sqlite3.Error:
-                    pass  # rolled back: redo one by one below
-                else:
-                    for job in jobs:
-                        job.set_result(None)
-                    return
-            with _write_transaction(conn):
-                if len(jobs) == 1:
-                    jobs[0].func(*jobs[0].args)
-                    errors.append(None)
-                else:
-                    for job in jobs:
-                        conn.execute("SAVEPOINT turn")
-                        try:
-                            job.func(*job.args)
-                        except Exception as exc:
-                            conn.execute("ROLLBACK TO turn")
-                            errors.append(exc)
-                        else:
-                            errors.append(None)
-                        conn.execute("RELEASE turn")
+            errors = commit_turns(self._db(), [job.args for job in jobs])
         except BaseException as exc:
             # The transaction as a whole failed (or the store is closed): nothing was kept.
             for job in jobs:
@@ -465,34 +425,10 @@ class SqliteStore:
     def _commit_turn_sync(
         self, cid: str, summary: tuple[Any, ...], rows: builtins.list[tuple[str, int]]
     ) -> None:
-        """One turn's writes; runs inside the batch's transaction."""
-        self._commit_turns_sync([(cid, summary, rows)])
-
-    def _commit_turns_sync(
-        self, turns: builtins.list[tuple[str, tuple[Any, ...], builtins.list[tuple[str, int]]]]
-    ) -> None:
-        """Several turns' writes (of distinct conversations), two statements in all.
-
-        Items go after what is stored, whatever the caller's count says: the rows
-        are the truth and idx must stay dense. A conversation deleted meanwhile
-        gets nothing (as MemoryStore): both statements select it by id.
-        """
-        conn = self._db()
-        conn.executemany(
-            "INSERT INTO items (conversation_id, idx, json, is_user) "
-            "SELECT conversation_id, history_length + ?, ?, ? FROM conversations "
-            "WHERE conversation_id = ?",
-            [
-                (offset, row, user, cid)
-                for cid, _, rows in turns
-                for offset, (row, user) in enumerate(rows)
-            ],
-        )
-        conn.executemany(
-            f"UPDATE conversations SET {_SUMMARY_SET}, history_length = history_length + ? "
-            "WHERE conversation_id = ?",
-            [(*summary, len(rows), cid) for cid, summary, rows in turns],
-        )
+        """One turn alone (queued turns normally go through _commit_batch_sync)."""
+        error = commit_turns(self._db(), [(cid, summary, rows)])[0]
+        if error is not None:
+            raise error
 
     async def save_records(self, records: Sequence[ConversationRecord]) -> None:
         """Save several records' summaries/settings in one transaction; unknown ids ignored."""
@@ -503,7 +439,7 @@ class SqliteStore:
 
     def _save_records_sync(self, rows: builtins.list[tuple[Any, ...]]) -> None:
         conn = self._db()
-        with _write_transaction(conn):
+        with write_transaction(conn):
             conn.executemany(
                 f"UPDATE conversations SET {_SUMMARY_SET} WHERE conversation_id = ?", rows
             )
@@ -591,7 +527,7 @@ class SqliteStore:
 
     def _delete_sync(self, conversation_id: str) -> bool:
         conn = self._db()
-        with _write_transaction(conn):
+        with write_transaction(conn):
             holder = self._foreign_holder(conn, conversation_id)
             if holder is not None:
                 raise ConversationLocked(conversation_id, holder)
@@ -613,7 +549,7 @@ class SqliteStore:
 
     def _acquire_sync(self, conversation_id: str) -> None:
         conn = self._db()
-        with _write_transaction(conn):
+        with write_transaction(conn):
             holder = self._foreign_holder(conn, conversation_id)
             if holder is not None:
                 raise ConversationLocked(conversation_id, holder)
@@ -652,7 +588,7 @@ class SqliteStore:
 
     def _release_sync(self, conversation_id: str) -> None:
         conn = self._db()
-        with _write_transaction(conn):
+        with write_transaction(conn):
             conn.execute(
                 "DELETE FROM leases WHERE conversation_id = ? AND owner_token = ?",
                 (conversation_id, self._token),
