@@ -221,9 +221,12 @@ def bench_resume(path: Path, items: int, rows: list[tuple[str, str, str]]) -> No
     )
 
 
-async def bench_commits(directory: Path, rows: list[tuple[str, str, str]]) -> None:
+async def bench_commits(
+    directory: Path, rows: list[tuple[str, str, str]], commit_process: bool
+) -> None:
     """commit_turn throughput, one writer and 50 concurrent conversations."""
-    store = SqliteStore(directory / "commits.sqlite3")
+    how = "commit process" if commit_process else "store thread"
+    store = SqliteStore(directory / f"commits-{how[:6]}.sqlite3", commit_process=commit_process)
     await store.open()
     try:
         records = []
@@ -245,6 +248,7 @@ async def bench_commits(directory: Path, rows: list[tuple[str, str, str]]) -> No
             record.last_seq += 4
             await store.commit_turn(record, items)
 
+        await commit(records[0], -1)  # the commit process is ready after this
         turns = 3000
         start = time.perf_counter()
         for n in range(turns):
@@ -266,14 +270,14 @@ async def bench_commits(directory: Path, rows: list[tuple[str, str, str]]) -> No
         await store.close()
     rows.append(
         (
-            "commit_turn, one after another",
+            f"commit_turn on the {how}, one after another",
             f"{sequential:8.0f} turns/s  ({1e6 / sequential:.0f} us/turn)",
             "info",
         )
     )
     rows.append(
         (
-            "commit_turn, 50 conversations at once",
+            f"commit_turn on the {how}, 50 conversations at once",
             f"{concurrent:8.0f} turns/s  ({1e6 / concurrent:.0f} us/turn)",
             "info",
         )
@@ -296,7 +300,8 @@ async def main(args: argparse.Namespace) -> None:
         await bench_list(path, rows)
         bench_resume(path, args.items, rows)
         bench_fork(path, args.items, rows)
-        await bench_commits(directory, rows)
+        for commit_process in (False, True):
+            await bench_commits(directory, rows, commit_process)
     print(
         f"store: {args.conversations:,} conversations + one of {args.items:,} items, "
         f"{size:.0f} MiB, loaded in {setup:.1f} s; sqlite {sqlite3.sqlite_version}"

@@ -241,7 +241,14 @@ class CommitProcess:
             end = start + HEADER.size + size
             if len(data) < end:
                 break
-            self._on_frame(marshal.loads(data[start + HEADER.size : end]))
+            try:
+                self._on_frame(marshal.loads(data[start + HEADER.size : end]))
+            except (ValueError, EOFError, TypeError, IndexError) as exc:
+                # Not what the child writes: stop trusting it (its turns fail).
+                log.error("bad answer from the commit process (%s); stopping it", exc)
+                self._proc.kill()
+                self._on_exit()
+                return
             start = end
         del data[:start]
 
