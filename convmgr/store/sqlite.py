@@ -399,7 +399,8 @@ class SqliteStore:
         committer = self._committer
         if committer is not None and committer.usable:
             try:
-                # The items are encoded by the process; nothing else holds them.
+                # Encoded in the process, after this call: the manager builds the
+                # items for this commit and never changes them.
                 await committer.commit((cid, summary, list(items)))
             except CommitProcessUnavailable:
                 pass  # it never reached the process: the thread commits it
