@@ -1,12 +1,26 @@
 """Shared fixtures."""
 
+from collections.abc import AsyncIterator
+
 import pytest
+from store_kinds import STORE_KINDS, new_store
+
+from convmgr.store.base import ConversationStore
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """Run anyio tests on asyncio, the backend convmgr serves on."""
     return "asyncio"
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[ConversationStore]:
+    """An open store of each kind: every store contract test runs against all of them."""
+    impl = new_store(request.param, tmp_path)
+    await impl.open()
+    yield impl
+    await impl.close()
 
 
 @pytest.fixture

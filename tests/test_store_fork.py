@@ -2,7 +2,6 @@
 
 import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_kinds import new_store
 from test_manager import Recorder
 from test_store_sqlite import add_turn, make_record, turn
 
@@ -24,23 +24,8 @@ from convmgr.store.base import ConversationStore
 from convmgr.store.memory import MemoryStore
 from convmgr.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore
 
+# Fork never commits a turn: the commit process adds nothing to these examples.
 KINDS = ("memory", "sqlite")
-
-
-def new_store(kind: str, directory: Path) -> ConversationStore:
-    """A fresh store of that kind (each SQLite one in its own file)."""
-    if kind == "memory":
-        return MemoryStore()
-    return SqliteStore(directory / f"{uuid.uuid4().hex}.sqlite3")
-
-
-@pytest.fixture(params=KINDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConversationStore]:
-    """Each contract test runs against both implementations."""
-    impl = new_store(request.param, tmp_path)
-    await impl.open()
-    yield impl
-    await impl.close()
 
 
 # --- save_records ----------------------------------------------------------------------------

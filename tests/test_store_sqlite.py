@@ -18,7 +18,6 @@ import pytest
 from convmgr.core.errors import ConversationExists, ConversationLocked
 from convmgr.core.records import ConversationRecord, Item, message_item, preview_of, utc_now
 from convmgr.store.base import ConversationStore
-from convmgr.store.memory import MemoryStore
 from convmgr.store.sqlite import (
     SCHEMA_VERSION,
     SQLITE_MAGIC,
@@ -61,17 +60,6 @@ async def add_turn(store: ConversationStore, record: ConversationRecord, items: 
     if record.preview is None:
         record.preview = preview_of(items)
     await store.commit_turn(record, items)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConversationStore]:
-    """Each contract test runs against both implementations."""
-    impl: ConversationStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "store.sqlite3")
-    )
-    await impl.open()
-    yield impl
-    await impl.close()
 
 
 # --- the contract ----------------------------------------------------------------------
@@ -582,15 +570,14 @@ async def hold_thread(store: SqliteStore, gate: threading.Event) -> None:
 
 async def test_queued_commits_share_a_transaction(sqlite_store: SqliteStore) -> None:
     store = sqlite_store
-    assert store._thread is not None
     batches: list[int] = []
-    run_batch = store._thread._run_batch
+    run_batch = store._commit_batch_sync
 
     def spy(jobs: list[_Job]) -> None:
         batches.append(len(jobs))
         run_batch(jobs)
 
-    store._thread._run_batch = spy
+    store._commit_batch_sync = spy  # type: ignore[method-assign]
     records = [make_record(f"c{n}") for n in range(20)]
     records[7].provider = None  # type: ignore[assignment]  # violates NOT NULL: this turn fails
     failures: list[str] = []

@@ -1,7 +1,6 @@
 """Export/import of conversations as JSON lines, and the default store path."""
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,23 +8,10 @@ import pytest
 from convmgr.core.errors import ConversationExists, ConversationNotFound
 from convmgr.core.records import ConversationRecord, Item, message_item, preview_of
 from convmgr.store.base import ConversationStore
-from convmgr.store.memory import MemoryStore
 from convmgr.store.paths import default_store_path
-from convmgr.store.sqlite import SqliteStore
 from convmgr.store.transfer import EXPORT_PAGE, export_conversation, import_conversation
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConversationStore]:
-    """Each test runs against both implementations."""
-    impl: ConversationStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "store.sqlite3")
-    )
-    await impl.open()
-    yield impl
-    await impl.close()
 
 
 ITEMS: list[Item] = [

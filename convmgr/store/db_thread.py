@@ -70,23 +70,27 @@ class _Job:
 class _DbThread:
     """A thread that runs jobs one at a time, in the order they were submitted.
 
-    Consecutive batchable jobs that are already queued when the thread gets to
-    the first of them are handed to `run_batch` together.
+    A batchable job's func takes a list of jobs and settles each of them
+    (set_result / set_exception); consecutive batchable jobs of one func that
+    are queued when the thread gets to the first are handed to it together.
     """
 
-    def __init__(self, name: str, run_batch: Callable[[list[_Job]], None]) -> None:
+    def __init__(self, name: str) -> None:
         self._queue: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
         # Batchable jobs of the current loop pass, not yet handed over (see call).
         # A store is used from one event loop at a time, so no lock.
         self._pending: list[_Job] = []
-        self._run_batch = run_batch
         # A daemon: a process that exits without close() must not hang on it;
         # WAL makes an interrupted transaction vanish as if never begun.
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
     async def call(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
-        """Run func(*args) on the thread and return its result (or raise its error)."""
+        """Run func(*args) on the thread and return its result (or raise its error).
+
+        With batchable, func([job, ...]) runs instead, for this job and its
+        neighbours (see the class); the job's args are in job.args.
+        """
         job = _Job(func, args, batchable)
         try:
             loop = asyncio.get_running_loop()
@@ -161,14 +165,14 @@ class _DbThread:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(more, list):
+                if isinstance(more, list) and more[0].func is batch[0].func:
                     batch.extend(more)
-                elif more is None or not more.batchable:
+                elif isinstance(more, _Job) and more.batchable and more.func is batch[0].func:
+                    batch.append(more)
+                else:
                     held.append(more)  # runs next: order is kept
                     break
-                else:
-                    batch.append(more)
-            self._run_batch(batch)
+            _run_batch(batch)
             _wake(batch)
 
 
@@ -202,6 +206,16 @@ def _deliver(jobs: list[_Job]) -> None:
             waiter.set_result(job.result)
         else:
             waiter.set_exception(error)
+
+
+def _run_batch(jobs: list[_Job]) -> None:
+    try:
+        jobs[0].func(jobs)
+    except BaseException as exc:
+        # The function settles each job; one that raises instead fails them
+        # all, rather than let its callers take a None result for success.
+        for job in jobs:
+            job.error = exc
 
 
 def _run_job(job: _Job) -> None:

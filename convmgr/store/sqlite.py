@@ -106,7 +106,7 @@ class SqliteStore:
         """Create the file if needed, switch to WAL and run migrations; StoreOpenError if not."""
         if self._thread is not None:
             return
-        self._thread = _DbThread(f"convmgr-store-{self.path.name}", self._commit_batch_sync)
+        self._thread = _DbThread(f"convmgr-store-{self.path.name}")
         try:
             await self._run(self._open_sync)
         except BaseException:
@@ -393,8 +393,6 @@ class SqliteStore:
 
     async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
         """Append one turn's items and save the record's summary, in one transaction."""
-        if self._thread is None:
-            raise StoreClosedError(f"store {self.path} is not open")
         cid, summary = record.conversation_id, _summary(record)
         committer = self._committer
         if committer is not None and committer.usable:
@@ -406,10 +404,10 @@ class SqliteStore:
                 pass  # it never reached the process: the thread commits it
             else:
                 return
-        await self._run(self._commit_turn_sync, cid, summary, _item_rows(items), batchable=True)
+        await self._run(self._commit_batch_sync, cid, summary, _item_rows(items), batchable=True)
 
     def _commit_batch_sync(self, jobs: builtins.list[_Job]) -> None:
-        """Run queued commit_turn jobs in one transaction; each succeeds or fails alone."""
+        """Commit the queued commit_turn jobs in one transaction; each succeeds or fails alone."""
         try:
             errors = commit_turns(self._db(), [job.args for job in jobs])
         except BaseException as exc:
@@ -422,14 +420,6 @@ class SqliteStore:
                 job.set_result(None)
             else:
                 job.set_exception(error)
-
-    def _commit_turn_sync(
-        self, cid: str, summary: tuple[Any, ...], rows: builtins.list[tuple[str, int]]
-    ) -> None:
-        """One turn alone (queued turns normally go through _commit_batch_sync)."""
-        error = commit_turns(self._db(), [(cid, summary, rows)])[0]
-        if error is not None:
-            raise error
 
     async def save_records(self, records: Sequence[ConversationRecord]) -> None:
         """Save several records' summaries/settings in one transaction; unknown ids ignored."""
