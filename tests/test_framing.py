@@ -93,3 +93,20 @@ def test_auto_detects_lsp_and_ndjson() -> None:
     nd = AutoDecoder(100)
     assert nd.feed(b'  {"a":1}\n') == [b'{"a":1}']
     assert nd.framing == "ndjson"
+
+
+def test_lsp_oversize_body_that_mentions_headers_is_skipped_by_its_length() -> None:
+    # A JSON body cannot hold a resync point (a raw CR), so an honest oversize length is
+    # skipped exactly, even when its text looks like headers.
+    body = b'{"text":"Content-Length: 2\\r\\n\\r\\n{}","pad":"' + b"a" * 200 + b'"}'
+    data = encode_frame(body, "lsp") + encode_frame(b"{}", "lsp")
+    assert _feed_split(LspDecoder(100), data, list(range(0, len(data), 7))) == [
+        Oversize(len(body)),
+        b"{}",
+    ]
+
+
+def test_lsp_body_is_taken_by_its_length_whatever_it_holds() -> None:
+    body = b"Content-Length: 5\r\n\r\nhello"
+    data = encode_frame(body, "lsp") + encode_frame(b"{}", "lsp")
+    assert LspDecoder(100).feed(data) == [body, b"{}"]
