@@ -28,19 +28,24 @@ class EventSink(Protocol):
 class Turn:
     """A running turn: its id, the scope that aborts it, and when it is done."""
 
-    __slots__ = ("abort_reason", "done", "scope", "turn_id")
+    __slots__ = ("abort_reason", "done", "scope", "settled", "turn_id")
 
     def __init__(self, turn_id: str) -> None:
         self.turn_id = turn_id
         self.scope = anyio.CancelScope()
         self.abort_reason = "interrupted"
         self.done = anyio.Event()
+        # True once the terminal event is decided (the turn is being saved):
+        # from then on an abort changes nothing.
+        self.settled = False
 
-    def abort(self, reason: str) -> None:
-        """Stop the turn; its task emits turnAborted with this reason."""
-        if not self.scope.cancel_called:
-            self.abort_reason = reason
-            self.scope.cancel()
+    def abort(self, reason: str) -> bool:
+        """Stop the turn (its terminal event becomes turnAborted); whether this call did it."""
+        if self.settled or self.scope.cancel_called:
+            return False
+        self.abort_reason = reason
+        self.scope.cancel()
+        return True
 
 
 class Conversation:

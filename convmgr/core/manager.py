@@ -335,10 +335,7 @@ class ConversationManager:
     def interrupt(self, conversation_id: str) -> bool:
         """Abort the running turn; whether there was one."""
         conv = self._require(conversation_id)
-        if conv.turn is None or conv.turn.scope.cancel_called:
-            return False
-        conv.turn.abort("interrupted")
-        return True
+        return conv.turn is not None and conv.turn.abort("interrupted")
 
     def send_user_turn(
         self, conversation_id: str, texts: Sequence[str], settings: TurnSettings
@@ -444,10 +441,13 @@ class ConversationManager:
         usage: Usage | None,
         failure: dict[str, Any] | None,
     ) -> None:
+        # Decided here, before the first await: an interrupt that comes while the
+        # turn is saved must answer false, as the turn will not end aborted.
+        turn.settled = True
         reply = "".join(text)
         items: list[Item] = [user_item]
         finals: list[dict[str, Any]]
-        if turn.scope.cancelled_caught or (turn.scope.cancel_called and failure is None):
+        if turn.scope.cancel_called:
             # What the client already saw of an aborted reply is kept.
             if reasoning:
                 items.append({"type": "reasoning", "text": "".join(reasoning)})
