@@ -3,9 +3,10 @@
 import argparse
 import gc
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from convmgr import __version__
 
@@ -109,10 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _open_log_file(path: Path) -> TextIO:
+    """The log file, opened for appending; exit 2 with one line if it cannot be, or is stdout."""
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (the handler keeps it)
+    except OSError as exc:
+        sys.stderr.write(f"convmgr: cannot open log file {path}: {exc.strerror or exc}\n")
+        raise SystemExit(2) from None
+    if _same_file(stream.fileno(), 1):
+        stream.close()
+        sys.stderr.write(f"convmgr: log file {path} is stdout, which carries the protocol\n")
+        raise SystemExit(2)
+    return stream
+
+
+def _same_file(fd: int, other: int) -> bool:
+    try:
+        a, b = os.fstat(fd), os.fstat(other)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _setup_logging(level: str, log_file: Path | None) -> None:
     handler: logging.Handler
     if log_file is not None:
-        handler = logging.FileHandler(log_file)
+        handler = logging.StreamHandler(_open_log_file(log_file))
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("convmgr %(levelname)s %(name)s: %(message)s"))

@@ -93,6 +93,7 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
             ) as manager:
                 server = Server(conn, manager, providers, store, options)
                 tg.start_soon(server.watch_signals)
+                tg.start_soon(server.watch_output)
                 tg.start_soon(server.warm_up)
                 tg.start_soon(server.read_until_eof, tg)
                 await server.stop.wait()

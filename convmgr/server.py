@@ -18,6 +18,7 @@ from convmgr.core.errors import (
     ConversationNotFound,
     InvalidArgument,
     Overloaded,
+    StorageFailed,
 )
 from convmgr.core.manager import ConversationManager
 from convmgr.core.settings import ConversationSettings, TurnSettings
@@ -25,6 +26,7 @@ from convmgr.protocol.errors import ErrorCode
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.rpc.connection import Connection, Deferred
 from convmgr.rpc.errors import RpcError
+from convmgr.rpc.messages import non_finite_path
 from convmgr.store.base import ConversationStore
 from convmgr.translate import conversation_info, session_configured, settings_of
 
@@ -61,7 +63,15 @@ _ERROR_CODES: dict[type[ConversationError], ErrorCode] = {
     ConversationLocked: ErrorCode.CONVERSATION_LOCKED,
     Overloaded: ErrorCode.OVERLOADED,
     InvalidArgument: ErrorCode.INVALID_PARAMS,
+    StorageFailed: ErrorCode.STORAGE_FAILED,
 }
+
+
+# Room for a response's envelope and the keys around a page's items.
+_PAGE_OVERHEAD = 256
+# History is read in chunks that double from the first to the largest.
+_FIRST_CHUNK = 256
+_MAX_CHUNK = 8192
 
 
 @dataclass(slots=True)
@@ -78,6 +88,7 @@ def parse(model: type[P], params: Any) -> P:
         params = {}
     elif not isinstance(params, dict):
         raise RpcError(ErrorCode.INVALID_PARAMS, "params must be an object")
+    check_finite(params)
     try:
         return model.model_validate(params)
     except Exception as exc:
@@ -93,6 +104,19 @@ def parse(model: type[P], params: Any) -> P:
             f"invalid params: {where}: {first['msg']}",
             {"errors": errors},
         ) from None
+
+
+def check_finite(params: Any) -> None:
+    """-32602 when params hold NaN or an infinity: JSON has no such numbers."""
+    where = non_finite_path(params)
+    if where is not None:
+        loc = ".".join(str(part) for part in where) or "params"
+        message = "numbers must be finite (NaN and Infinity are not JSON)"
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS,
+            f"invalid params: {loc}: {message}",
+            {"errors": [{"type": "finite_number", "loc": list(where), "msg": message}]},
+        )
 
 
 def _plain_initialize_params(params: Any) -> bool:
@@ -248,6 +272,7 @@ class Server:
 
     def initialize(self, params: Any) -> Any:
         """`initialize`: once, optional."""
+        check_finite(params)
         if not _plain_initialize_params(params):
             from convmgr.protocol.lifecycle import InitializeParams
 
@@ -341,6 +366,12 @@ class Server:
         with anyio.move_on_after(flush_timeout):
             await conn.outbound.flush()
 
+    async def watch_output(self) -> None:
+        """A client that closed our stdout can read nothing more: stop as on a signal."""
+        await self.conn.outbound.gone.wait()
+        log.info("stdout is closed; stopping")
+        self.request_stop("output closed")
+
     async def watch_signals(self) -> None:
         """SIGTERM and SIGINT end the process promptly."""
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -374,12 +405,46 @@ class Server:
         async def work() -> Any:
             info = conversation_info(await self.manager.get_conversation(cid))
             if p.include_history:
-                info["history"] = await self.manager.read_history(
-                    cid, p.history_offset, p.history_limit
+                history, next_offset = await self._history_page(
+                    cid, info, p.history_offset, p.history_limit
                 )
+                info["history"] = history
+                info["nextHistoryOffset"] = next_offset
             return info
 
         return Deferred(work, (cid,))
+
+    async def _history_page(
+        self, cid: str, info: dict[str, Any], offset: int, limit: int | None
+    ) -> tuple[list[Any], int | None]:
+        """The asked slice of history, cut short to fit the response limit; and where to go on.
+
+        Read in growing chunks, so a page cut short early never reads the rest.
+        The first item is always taken: one that alone is over the limit makes
+        the response an error (see Outbound), and the client can skip it.
+        """
+        from pydantic_core import to_json
+
+        budget = self.conn.max_message_bytes - len(to_json(info)) - _PAGE_OVERHEAD
+        page: list[Any] = []
+        used = 0
+        pos = offset
+        chunk = _FIRST_CHUNK
+        end = None if limit is None else offset + limit
+        while end is None or pos < end:
+            want = chunk if end is None else min(chunk, end - pos)
+            items = await self.manager.read_history(cid, pos, want)
+            for item in items:
+                size = len(to_json(item, inf_nan_mode="null")) + 1
+                if page and used + size > budget:
+                    return page, pos
+                page.append(item)
+                used += size
+                pos += 1
+            if len(items) < want:
+                return page, None
+            chunk = min(chunk * 2, _MAX_CHUNK)
+        return page, (pos if pos < info["historyLength"] else None)
 
     def remove_conversation(self, params: Any) -> Any:
         """`removeConversation`."""
@@ -454,9 +519,25 @@ class Server:
                 views, next_cursor = await self.manager.list_conversations(p.cursor, p.limit)
             except ValueError as exc:
                 raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: cursor: {exc}") from None
-            return {"items": [conversation_info(v) for v in views], "nextCursor": next_cursor}
+            return self._list_page([conversation_info(v) for v in views], next_cursor)
 
         return Deferred(work)
+
+    def _list_page(self, infos: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+        """A list page, ended early (with its cursor) where it would not fit the response limit."""
+        from pydantic_core import to_json
+
+        from convmgr.store.memory import encode_cursor
+
+        budget = self.conn.max_message_bytes - _PAGE_OVERHEAD
+        used = 0
+        for n, info in enumerate(infos):
+            used += len(to_json(info, inf_nan_mode="null")) + 1
+            if n and used > budget:
+                last = infos[n - 1]
+                cursor = encode_cursor(last["updatedAt"], last["conversationId"])
+                return {"items": infos[:n], "nextCursor": cursor}
+        return {"items": infos, "nextCursor": next_cursor}
 
     def resume_conversation(self, params: Any) -> Any:
         """`resumeConversation`."""

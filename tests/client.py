@@ -496,9 +496,14 @@ class Client:
 TERMINAL = frozenset({"turnComplete", "turnAborted", "turnFailed"})
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _parse(body: bytes) -> Any:
+    # Strict: NaN and Infinity are not JSON, whatever Python's parser accepts.
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constants)
     except ValueError:
         raise ProtocolViolation(
             f"stdout carries something that is not JSON: {body[:200]!r}"

@@ -58,3 +58,14 @@ class Overloaded(ConversationError):
 
 class InvalidArgument(ConversationError):
     """A parameter is well-formed but not acceptable (an unknown provider, say)."""
+
+
+class StorageFailed(ConversationError):
+    """The store could not do what was asked; nothing was half-written.
+
+    `reason` is one of "disk_full", "io_error", "corrupt", "unavailable".
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"storage failed ({reason}): {detail}", {"reason": reason})
+        self.reason = reason

@@ -1,8 +1,9 @@
 """Params and results of the conversation methods (PROTOCOL.md section 4)."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import to_json
 
 from convmgr.protocol.base import MAX_INT, ConversationId, WireModel
 from convmgr.protocol.items import HistoryItem, TextContent
@@ -10,14 +11,30 @@ from convmgr.protocol.items import HistoryItem, TextContent
 # --- conversations ---------------------------------------------------------
 
 
+# PROTOCOL section 4's limits, as JSON text.
+MAX_METADATA_BYTES = 64 << 10
+MAX_INSTRUCTIONS_BYTES = 1 << 20
+
+
+def _json_size_at_most(limit: int) -> AfterValidator:
+    def check(value: Any) -> Any:
+        if value is not None:
+            size = len(to_json(value))
+            if size > limit:
+                raise ValueError(f"at most {limit} bytes as JSON text, got {size}")
+        return value
+
+    return AfterValidator(check)
+
+
 class ConversationSettingsParams(WireModel):
     """Settings a conversation is created with; also a fork's and a resume's overrides."""
 
     provider: str | None = None
     model: str | None = None
-    instructions: str | None = None
+    instructions: Annotated[str | None, _json_size_at_most(MAX_INSTRUCTIONS_BYTES)] = None
     cwd: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, _json_size_at_most(MAX_METADATA_BYTES)] = None
     ephemeral: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
@@ -76,9 +93,14 @@ class ConversationInfo(WireModel):
 
 
 class GetConversationResult(ConversationInfo):
-    """`getConversation` result; `history` only when asked for."""
+    """`getConversation` result; `history` and `nextHistoryOffset` only when history is asked for.
+
+    `nextHistoryOffset` is where the next page starts when this one was cut short
+    (by `historyLimit` or to fit the response limit), null when it reached the end.
+    """
 
     history: list[HistoryItem] | None = None
+    next_history_offset: int | None = None
 
 
 class RemoveConversationParams(WireModel):

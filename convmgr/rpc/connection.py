@@ -22,7 +22,7 @@ from pylsp_jsonrpc.exceptions import JsonRpcException, JsonRpcRequestCancelled
 from convmgr.protocol.errors import ErrorCode
 from convmgr.rpc.errors import RpcError
 from convmgr.rpc.framing import AutoDecoder, BadFrame, Framing, Oversize
-from convmgr.rpc.messages import Invalid, RequestId, classify
+from convmgr.rpc.messages import Invalid, RequestId, classify, valid_id
 from convmgr.rpc.outbound import Outbound
 from convmgr.rpc.sequencer import KeyedSequencer
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _READ_SIZE = 1 << 16
 MAX_INFLIGHT = 1024  # deferred requests at once; the reader waits beyond this
+# The cancellation notifications and the param naming the request they cancel.
+_CANCEL_KEYS = {"$/cancelRequest": "id", "notifications/cancelled": "requestId"}
 
 
 @dataclass(slots=True)
@@ -66,7 +68,8 @@ class Connection:
         max_message_bytes: int = 16 << 20,
     ) -> None:
         self._in_fd = in_fd
-        self.outbound = Outbound(out_fd)
+        self.max_message_bytes = max_message_bytes
+        self.outbound = Outbound(out_fd, max_response_bytes=max_message_bytes)
         self._decoder = AutoDecoder(max_message_bytes, framing)
         if framing is not None:
             self.outbound.framing = framing
@@ -183,6 +186,9 @@ class Connection:
     def _on_message(self, value: Any, batch: _Batch | None) -> None:
         checked = classify(value)
         if isinstance(checked, Invalid):
+            if not checked.answer:
+                log.warning("ignoring a malformed notification: %s", checked.reason)
+                return
             self._reply(
                 {
                     "jsonrpc": "2.0",
@@ -237,12 +243,21 @@ class Connection:
         self.endpoint.consume(message)
 
     def _on_notification(self, method: str, params: Any) -> None:
-        if method in ("$/cancelRequest", "notifications/cancelled"):
-            key = "id" if method == "$/cancelRequest" else "requestId"
-            if isinstance(params, dict) and key in params:
-                scope = self._inflight.get(params[key])
-                if scope is not None:
-                    scope.cancel()
+        # Nothing a client can put in a notification may end the session.
+        try:
+            self._dispatch_notification(method, params)
+        except Exception:
+            log.exception("notification %s failed", method)
+
+    def _dispatch_notification(self, method: str, params: Any) -> None:
+        if method in _CANCEL_KEYS:
+            target = params.get(_CANCEL_KEYS[method]) if isinstance(params, dict) else None
+            if target is None or not valid_id(target):
+                log.warning("ignoring %s without a valid request id", method)
+                return
+            scope = self._inflight.get(target)
+            if scope is not None:
+                scope.cancel()
             return
         if method in self._handlers:
             self._run_unanswered(method, params)
@@ -251,10 +266,7 @@ class Connection:
         if handler is None:
             log.debug("ignoring notification %s", method)
             return
-        try:
-            handler(params)
-        except Exception:
-            log.exception("notification %s failed", method)
+        handler(params)
 
     # --- answering --------------------------------------------------------------
 

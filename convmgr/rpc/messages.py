@@ -4,6 +4,7 @@ The Endpoint silently drops messages without "jsonrpc", batches and bad shapes,
 and raises on some; everything it sees has been checked here first.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,15 @@ _NO_ID = object()
 
 @dataclass(slots=True, frozen=True)
 class Invalid:
-    """Not a valid request, notification or response: answer -32600."""
+    """Not a valid request, notification or response: answer -32600 (unless `answer` is off).
+
+    A message with a string method and no id is a notification whatever else is
+    wrong with it, and a notification is never answered (JSON-RPC 2.0 section 4.1).
+    """
 
     id: RequestId
     reason: str
+    answer: bool = True
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,6 +32,11 @@ class Valid:
 
     kind: str
     message: dict[str, Any]
+
+
+def valid_id(value: Any) -> bool:
+    """Whether a value may be a JSON-RPC request id."""
+    return _valid_id(value)
 
 
 def _valid_id(value: Any) -> bool:
@@ -43,20 +54,25 @@ def classify(value: Any) -> Valid | Invalid:
         return Invalid(None, "a message must be a JSON object")
     raw_id = value.get("id", _NO_ID)
     has_id = raw_id is not _NO_ID
+    # A string method and no id: a notification, never answered even when malformed.
+    answer = has_id or not isinstance(value.get("method"), str)
     msg_id: RequestId = raw_id if has_id and _valid_id(raw_id) else None
     if has_id and not _valid_id(raw_id):
         return Invalid(None, "id must be a string, an integer or null")
     version = value.get("jsonrpc", "2.0")
     if version != "2.0":
-        return Invalid(msg_id, 'jsonrpc must be "2.0"')
+        return Invalid(msg_id, 'jsonrpc must be "2.0"', answer)
     if "method" in value:
         if not isinstance(value["method"], str):
             return Invalid(msg_id, "method must be a string")
+        if "params" in value and value["params"] is None:
+            # LSP-family clients send "params": null for "no params".
+            del value["params"]
         params = value.get("params")
         if "params" in value and not isinstance(params, dict | list):
-            return Invalid(msg_id, "params must be an object or an array")
+            return Invalid(msg_id, "params must be an object or an array", answer)
         if "result" in value or "error" in value:
-            return Invalid(msg_id, "a request cannot carry result or error")
+            return Invalid(msg_id, "a request cannot carry result or error", answer)
         value["jsonrpc"] = "2.0"
         return Valid("request" if has_id else "notification", value)
     if has_id and (("result" in value) != ("error" in value)):
@@ -68,3 +84,30 @@ def classify(value: Any) -> Valid | Invalid:
         value["jsonrpc"] = "2.0"
         return Valid("response", value)
     return Invalid(msg_id, "not a request, notification or response")
+
+
+Path = tuple[str | int, ...]
+
+
+def non_finite_path(value: Any, path: Path = ()) -> Path | None:
+    """Where a JSON value holds NaN or an infinity (the parser lets them in), or None."""
+    kind = type(value)
+    if kind is float:
+        # inf - inf and nan - nan are nan, which is unequal to everything.
+        return path if value - value != 0.0 else None
+    items: Iterable[tuple[str | int, Any]]
+    if kind is dict:
+        items = value.items()
+    elif kind is list:
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if type(item) in _CONTAINERS:
+            found = non_finite_path(item, (*path, key))
+            if found is not None:
+                return found
+    return None
+
+
+_CONTAINERS = (float, dict, list)

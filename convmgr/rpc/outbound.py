@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from pydantic_core import to_json
 
+from convmgr.protocol.errors import ErrorCode
 from convmgr.rpc.framing import Framing, encode_frame
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,16 @@ _WRITE_CHUNK = 1 << 20
 class Outbound:
     """A byte queue of framed messages, drained to a non-blocking file descriptor."""
 
-    def __init__(self, fd: int, *, stream_limit: int = 1 << 20, read_limit: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        fd: int,
+        *,
+        stream_limit: int = 1 << 20,
+        read_limit: int = 64 << 20,
+        max_response_bytes: int = 16 << 20,
+    ) -> None:
         self._fd = fd
+        self._max_response = max_response_bytes
         self.framing: Framing = "ndjson"
         self._chunks: deque[bytes] = deque()
         self.size = 0
@@ -36,15 +45,34 @@ class Outbound:
         self._data = anyio.Event()
         self._drained = anyio.Event()
         self.closed = False  # the client stopped reading (EPIPE): output is discarded
+        self.gone = anyio.Event()  # set when `closed` becomes true
 
     def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
         """Queue one message (or a batch's array); it is written in the order queued."""
         if self.closed:
             return
-        frame = encode_frame(to_json(message), self.framing)
+        # JSON has no NaN or Infinity: a value an older version stored goes out as null.
+        body = to_json(message, inf_nan_mode="null")
+        if len(body) > self._max_response and type(message) is dict and "result" in message:
+            body = to_json(self._too_large(message, len(body)))
+        frame = encode_frame(body, self.framing)
         self._chunks.append(frame)
         self.size += len(frame)
         self._data.set()
+
+    def _too_large(self, response: dict[str, Any], size: int) -> dict[str, Any]:
+        """The error that replaces a result over the limit (methods that page cut theirs to fit)."""
+        limit = self._max_response
+        log.warning("response to %r is %d bytes, over the limit of %d", response["id"], size, limit)
+        return {
+            "jsonrpc": "2.0",
+            "id": response["id"],
+            "error": {
+                "code": ErrorCode.OVERLOADED,
+                "message": f"the response would be {size} bytes, over --max-message-bytes {limit}",
+                "data": {"limit": limit, "size": size},
+            },
+        }
 
     def send_raw(self, body: bytes) -> None:
         """Queue an already-encoded message body."""
@@ -121,6 +149,7 @@ class Outbound:
 
     def _close(self) -> None:
         self.closed = True
+        self.gone.set()
         self._chunks.clear()
         self.size = 0
         self._notify_drained()
