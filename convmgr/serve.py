@@ -65,7 +65,7 @@ def load_providers(args: argparse.Namespace) -> ProviderRegistry:
     from convmgr.providers.config import ConfigError, load_registry
 
     try:
-        return load_registry(args.config)
+        return load_registry(args.config, max_event_bytes=args.max_message_bytes)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
 
@@ -113,11 +113,21 @@ def _use_uvloop() -> bool:
     return True
 
 
+_TERMINAL_HINT = (
+    "convmgr: serving JSON-RPC on stdin/stdout, one request per line, e.g.\n"
+    '  {"id":1,"method":"newConversation","params":{"conversationId":"demo"}}\n'
+    "Ctrl-D ends the session; `convmgr --help` says more.\n"
+)
+
+
 def serve_stdio(args: argparse.Namespace) -> int:
     """Run the server on this process's stdin/stdout; the exit status."""
     # uvloop halves the event loop's cost per wake-up: with 100 HTTP streams
     # at once, the loop's p99 latency went from 10-24 ms to 3-4 ms here.
     backend_options = {"use_uvloop": _use_uvloop()}
+    if os.isatty(0):
+        # Someone typed `convmgr` at a prompt: say what it waits for.
+        sys.stderr.write(_TERMINAL_HINT)
     try:
         with protected_stdio() as (in_fd, out_fd):
             anyio.run(run_server, args, in_fd, out_fd, backend_options=backend_options)

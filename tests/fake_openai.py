@@ -88,9 +88,7 @@ class Reply:
 
     async def sse(self, data: str | dict[str, Any], event: str | None = None) -> None:
         """Send one server-sent event, JSON-encoding a dict."""
-        text = data if isinstance(data, str) else json.dumps(data)
-        prefix = f"event: {event}\n" if event else ""
-        await self.chunk(f"{prefix}data: {text}\n\n".encode())
+        await self.chunk(sse_bytes(data, event))
 
     async def end(self) -> None:
         """Finish a chunked response (the connection stays open for the next request)."""
@@ -250,6 +248,21 @@ async def _read_request(
     while len(buffer) < length:
         buffer += await stream.receive()
     return Request(method, path, headers, buffer[:length]), buffer[length:]
+
+
+def sse_bytes(data: str | dict[str, Any], event: str | None = None) -> bytes:
+    """One server-sent event as sent, JSON-encoding a dict."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {text}\n\n".encode()
+
+
+def delta_bytes(request: Request, piece: str) -> bytes:
+    """One text delta as sent, in the format of the endpoint asked."""
+    if request.path.endswith("/responses"):
+        kind = "response.output_text.delta"
+        return sse_bytes(responses_event(kind, delta=piece), event=kind)
+    return sse_bytes(chat_chunk(content=piece))
 
 
 def chat_chunk(

@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from convmgr.providers.base import Provider
 from convmgr.providers.echo import EchoProvider
 from convmgr.providers.http import HttpProviderSettings
 from convmgr.providers.registry import ProviderRegistry
+from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -239,23 +240,30 @@ def check_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def load_registry(path: Path | None = None) -> ProviderRegistry:
+def load_registry(
+    path: Path | None = None, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> ProviderRegistry:
     """The built-in echo provider plus the configured ones, with the configured default.
 
     `path` is `--config`; None means CONVMGR_CONFIG, else config.toml in the user
-    config directory (whose absence just means echo only). Raises ConfigError.
+    config directory (whose absence just means echo only). `max_event_bytes` is
+    the server's --max-message-bytes: a provider's larger event fails the turn.
+    Raises ConfigError.
     """
     config = load_config(path)
     if config is None:
         return ProviderRegistry.echo_only()
-    return registry_from_config(config)
+    return registry_from_config(config, max_event_bytes=max_event_bytes)
 
 
-def registry_from_config(config: ProvidersConfig) -> ProviderRegistry:
+def registry_from_config(
+    config: ProvidersConfig, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> ProviderRegistry:
     """The providers a validated configuration describes (echo first)."""
     providers: dict[str, Provider] = {BUILTIN_PROVIDER: EchoProvider()}
     for name, entry in config.providers.items():
-        providers[name] = make_provider(entry)
+        settings = replace(entry.settings, max_event_bytes=max_event_bytes)
+        providers[name] = make_provider(ProviderEntry(entry.kind, settings))
     return ProviderRegistry(providers, config.default_provider)
 
 

@@ -6,6 +6,11 @@ takes ~85 ms to import, most of the `initialize` budget).
 
 Server-sent events are split by `convmgr.providers.sse.SSEDecoder` (that
 module says why not httpx-sse).
+
+Every string a provider sends that can reach a turn's error, a retry notice or
+a log (messages, codes, types, bodies, headers) passes through `redact`, once,
+where `OpenAICompatibleProvider.stream` hands the failure on: a provider may
+echo the API key anywhere in its answer.
 """
 
 from __future__ import annotations
@@ -17,18 +22,19 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from convmgr import __version__
 from convmgr.core.records import Item
 from convmgr.providers.base import ProviderError, ProviderEvent, Retrying, TurnRequest
-from convmgr.providers.sse import SSEDecoder
+from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 
 if TYPE_CHECKING:
     import httpx
@@ -44,6 +50,15 @@ _ERROR_BODY_LIMIT = 64 * 1024
 _DRAIN_TIMEOUT_S = 0.25
 # Status codes worth another attempt (the set the OpenAI SDKs retry).
 _RETRY_STATUS = frozenset({408, 409, 429})
+# A decompressed read can be far larger than a network read (64 KiB): it is
+# split into pieces this large, and other tasks run between them.
+_READ_SLICE = 64 * 1024
+# Provider text in an error is shown up to this many characters (codes up to
+# _CODE_CHARS), cut after the key is blanked out. Until then it is kept up to
+# _KEPT_CHARS, so that the cut cannot leave part of a key (no key is as long).
+_SHOWN_CHARS = 1000
+_CODE_CHARS = 100
+_KEPT_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,9 @@ class HttpProviderSettings:
     retry_max_delay_s: float = 30.0
     # A Retry-After longer than this ends the turn instead of holding it open.
     max_retry_after_s: float = 120.0
+    # An event of the stream larger than this fails the turn (the server's
+    # --max-message-bytes; not a key of the configuration file).
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
 
 class StreamParser(Protocol):
@@ -110,11 +128,11 @@ def parse_json_event(data: str) -> dict[str, Any]:
             value = json.loads(data)
         except (ValueError, RecursionError):
             raise ProviderError(
-                f"malformed event in the provider's stream: {_clip(data)!r}", code="bad_stream"
+                f"malformed event in the provider's stream: {_kept(data)!r}", code="bad_stream"
             ) from None
     if not isinstance(value, dict):
         raise ProviderError(
-            f"unexpected event in the provider's stream: {_clip(data)!r}", code="bad_stream"
+            f"unexpected event in the provider's stream: {_kept(data)!r}", code="bad_stream"
         )
     return value
 
@@ -141,7 +159,7 @@ TRANSIENT_ERRORS = frozenset({"server_error", "overloaded_error", "rate_limit_ex
 def raise_stream_error(error: object) -> NoReturn:
     """Raise the error the server sent in the stream (retryable when it is transient)."""
     message, code, kind = error_fields(error)
-    message = message or "the provider reported an error"
+    message = _kept(message) if message else "the provider reported an error"
     if code in TRANSIENT_ERRORS or kind in TRANSIENT_ERRORS:
         raise RetryableError(message, code or kind or "provider_error")
     raise ProviderError(message, code or kind or "provider_error")
@@ -228,17 +246,17 @@ class OpenAICompatibleProvider:
             except RetryableError as exc:
                 failure = exc
             except ProviderError as exc:
-                raise ProviderError(_redact(exc.message, key), exc.code) from None
+                raise ProviderError(redact(exc.message, key), _redact_code(exc.code, key)) from None
             attempt += 1
-            message = _redact(failure.message, key)
+            message = redact(failure.message, key)
+            code = _redact_code(failure.code, key)
             if attempt > max_retries:
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-                raise ProviderError(f"{message} (gave up after {tries})", failure.code) from None
+                raise ProviderError(f"{message} (gave up after {tries})", code) from None
             delay = self._retry_delay(attempt, failure.retry_after_s)
             if delay is None:
                 raise ProviderError(
-                    f"{message} (the provider asks to wait {failure.retry_after_s:g} s)",
-                    failure.code,
+                    f"{message} (the provider asks to wait {failure.retry_after_s:g} s)", code
                 ) from None
             retry_in_ms = math.ceil(delay * 1000)
             log.warning(
@@ -255,12 +273,15 @@ class OpenAICompatibleProvider:
     async def _attempt(
         self, client: httpx.AsyncClient, headers: dict[str, str], content: bytes, key: str | None
     ) -> AsyncGenerator[list[ProviderEvent], None]:
-        """One request: its events a network read at a time; RetryableError or ProviderError."""
+        """One request: its events a network read at a time; RetryableError or ProviderError.
+
+        The errors carry the provider's text as it came: stream() redacts it.
+        """
         import httpx
 
         parser = self.new_parser()
         feed = parser.feed
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self.settings.max_event_bytes)
         try:
             # `async with` closes the response however this generator ends: at
             # the end, on an error, or on cancellation (an interrupt), which is
@@ -274,14 +295,20 @@ class OpenAICompatibleProvider:
                 # The raw bytes, unless the server compressed the stream.
                 encoding = resp.headers.get("content-encoding", "").strip().lower()
                 raw = encoding in ("", "identity")
-                reads = resp.aiter_raw() if raw else resp.aiter_bytes()
+                reads = resp.aiter_raw() if raw else _sliced(resp.aiter_bytes())
                 async with aclosing(reads):  # type: ignore[type-var]
                     async for chunk in reads:
                         # Every event of the read is handled before the consumer
                         # runs again: one trip through the generators per read.
                         batch: list[ProviderEvent] = []
+                        too_large: int | None = None
                         try:
-                            for name, data in decoder.feed(chunk):
+                            try:
+                                events = decoder.feed(chunk)
+                            except EventTooLarge as exc:
+                                # Not the error itself: its traceback holds the event.
+                                events, too_large = exc.events, exc.limit
+                            for name, data in events:
                                 batch += feed(name, data)
                                 if parser.finished:
                                     break
@@ -294,6 +321,13 @@ class OpenAICompatibleProvider:
                             yield batch
                         if parser.finished:
                             break
+                        if too_large is not None:
+                            # Another attempt would get the same event: no retry.
+                            raise ProviderError(
+                                f"provider event larger than {too_large} bytes "
+                                "(--max-message-bytes)",
+                                code="event_too_large",
+                            )
                     if parser.finished:
                         # Whatever follows the final event is ignored.
                         with anyio.move_on_after(_DRAIN_TIMEOUT_S):
@@ -305,7 +339,7 @@ class OpenAICompatibleProvider:
             raise RetryableError(self._network_message(exc), "connection_error") from None
         except httpx.HTTPError as exc:
             # Anything else httpx raises (a bad URL, a proxy refusing) will fail
-            # again: end the turn. The caller redacts the key from the text.
+            # again: end the turn.
             raise ProviderError(
                 f"the request to {self._url} failed: {type(exc).__name__}: {exc}",
                 code="request_error",
@@ -398,6 +432,20 @@ class OpenAICompatibleProvider:
         return f"the connection to the provider broke: {detail}"
 
 
+async def _sliced(reads: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """The reads in pieces of at most _READ_SLICE bytes, other tasks running between them."""
+    async with aclosing(reads):  # type: ignore[type-var]
+        async for read in reads:
+            if len(read) <= _READ_SLICE:
+                yield read
+                continue
+            view = memoryview(read)
+            for start in range(0, len(read), _READ_SLICE):
+                if start:
+                    await anyio.lowlevel.checkpoint()
+                yield bytes(view[start : start + _READ_SLICE])
+
+
 async def _read_capped(response: httpx.Response) -> str:
     """The start of a response body as text (at most _ERROR_BODY_LIMIT bytes)."""
     chunks: list[bytes] = []
@@ -430,7 +478,7 @@ async def _status_error(response: httpx.Response) -> Exception:
     body = await _read_capped(response)
     message, code = _body_message(body)
     if message is None:
-        message = _clip(body.strip()) or response.reason_phrase or "no message"
+        message = body.strip() or response.reason_phrase or "no message"
     text = f"HTTP {status}: {message}"
     if status in _RETRY_STATUS or status >= 500:
         return RetryableError(text, f"http_{status}", _retry_after(response.headers))
@@ -445,7 +493,7 @@ async def _not_a_stream(response: httpx.Response, content_type: str) -> Provider
         return ProviderError(message, code or "provider_error")
     shown = content_type or "no content type"
     return ProviderError(
-        f"the provider did not answer with an event stream ({shown}): {_clip(body.strip())!r}",
+        f"the provider did not answer with an event stream ({shown}): {body.strip()!r}",
         code="bad_stream",
     )
 
@@ -472,11 +520,28 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _redact(text: str, key: str | None) -> str:
-    """The text with the API key blanked out (a provider may echo it in an error)."""
-    return text.replace(key, "***") if key else text
+def redact(text: str, key: str | None, limit: int = _SHOWN_CHARS) -> str:
+    """Provider text safe to show: the API key blanked out, then the text cut to `limit`."""
+    if key:
+        # Also as repr() (errors quote stream data with it) or JSON would
+        # escape it: a backslash doubled, a quote behind one.
+        escaped = key.replace("\\", "\\\\")
+        forms = {key, escaped, escaped.replace("'", "\\'"), escaped.replace('"', '\\"')}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+    return _clip(text, limit)
 
 
-def _clip(text: str, limit: int = 300) -> str:
+def _redact_code(code: str | None, key: str | None) -> str | None:
+    """An error code (which may come from the provider) made safe to show."""
+    return None if code is None else redact(code, key, _CODE_CHARS)
+
+
+def _kept(text: str) -> str:
+    """Provider text as an error keeps it until redact() cuts it (long enough for any key)."""
+    return _clip(text, _KEPT_CHARS)
+
+
+def _clip(text: str, limit: int) -> str:
     """Text cut to `limit` characters for an error message."""
     return text if len(text) <= limit else text[:limit] + "…"

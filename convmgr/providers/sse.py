@@ -12,7 +12,27 @@ the events of a read handed on together, and the JSON parsing in http.py) that
 turn's end-to-end overhead in bench/bench_http_e2e.py went from 16-32 % to
 5-9 % (it varies with the machine's load). Unlike httpx-sse, it does not hold
 back an event whose blank line ends in a bare `\r` at the end of a read.
+
+The work is linear in the bytes read and what is held is bounded. The start of
+an unfinished line is kept as the reads that brought it, and the `data` lines
+of an unfinished event as a list, each joined once when it ends: joining them
+again on every read or line made a long event quadratic (8 MiB of data lines
+took 19 s, 64 MiB did not end, and every other conversation waited). An event
+is refused (`EventTooLarge`) as soon as more than `max_event_bytes` of it has
+been read; its size is counted from the raw bytes, a read at a time (a count
+per line would slow every event down).
 """
+
+DEFAULT_MAX_EVENT_BYTES = 16 << 20
+
+
+class EventTooLarge(Exception):
+    """An event of the stream is larger than the limit; `events` are those completed before it."""
+
+    def __init__(self, limit: int, events: list[tuple[str, str]]) -> None:
+        super().__init__(f"provider event larger than {limit} bytes")
+        self.limit = limit
+        self.events = events
 
 
 class SSEDecoder:
@@ -26,21 +46,43 @@ class SSEDecoder:
     event cut off by the end of the stream (no blank line) is not dispatched.
     `id` and `retry` are kept (`last_event_id`, `retry_ms`) though nothing
     reconnects with them: a broken stream is retried from the start.
+
+    An event is all the lines up to its blank line; one of more than
+    `max_event_bytes` raises `EventTooLarge`, the moment that many are read.
     """
 
-    __slots__ = ("_cr", "_data", "_event", "_started", "_tail", "last_event_id", "retry_ms")
+    __slots__ = (
+        "_cr",
+        "_data",
+        "_event",
+        "_held",
+        "_parts",
+        "_started",
+        "_tail",
+        "last_event_id",
+        "max_event_bytes",
+        "retry_ms",
+    )
 
-    def __init__(self) -> None:
-        self._tail = b""  # the start of a line that has not ended yet
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._tail: list[bytes] = []  # the start of a line that has not ended yet, as read
+        self._held = 0  # bytes read since the last blank line (the unfinished event)
         self._cr = False  # the last read ended with \r (a \n next is part of it)
         self._started = False
         self._event = ""
-        self._data: str | None = None  # None: no data field yet in this event
+        self._data: str | None = None  # the first data line; None: no data field yet
+        self._parts: list[str] | None = None  # every data line, once there are two
         self.last_event_id = ""
         self.retry_ms: int | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes read of the unfinished event, its unfinished line included (at most the limit)."""
+        return self._held
+
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
-        """The events that the bytes of one read complete (name, data)."""
+        """The events that the bytes of one read complete (name, data); EventTooLarge."""
         if not chunk:
             return []
         if self._cr and chunk[0] == 0x0A:  # the \n of a \r\n cut between two reads
@@ -54,14 +96,44 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
             self._cr = False
+        held = self._held + len(chunk)
         end = chunk.rfind(0x0A)
+        tail = self._tail
         if end < 0:
-            self._tail += chunk
+            tail.append(chunk)
+            self._held = held
+            if held > self.max_event_bytes:
+                self._give_up()
+                raise EventTooLarge(self.max_event_bytes, [])
             return []
-        if self._tail:
-            end += len(self._tail)
-            chunk = self._tail + chunk
-        self._tail = chunk[end + 1 :]
+        if tail:
+            tail.append(chunk)
+            chunk = b"".join(tail)
+            end = chunk.rfind(0x0A)  # in the bytes just read: the tail has no \n
+            tail.clear()
+        size = len(chunk)
+        if end + 1 < size:
+            tail.append(chunk[end + 1 :])
+        cut = -1
+        if held > self.max_event_bytes:
+            # Some event this read ends or continues may be too large: find the
+            # first, and read only the events before it.
+            cut = _first_too_large(chunk, held - size, self.max_event_bytes)
+            if cut == 0:
+                self._give_up()
+                raise EventTooLarge(self.max_event_bytes, [])
+            if cut > 0:
+                end = cut - 1
+        if chunk.endswith(b"\n\n"):  # the usual read: whole events
+            held = 0
+        else:
+            # What follows the last blank line is the unfinished event.
+            last = chunk.rfind(b"\n\n")
+            if last >= 0:
+                held = size - last - 2
+            elif chunk[0] == 0x0A:  # a blank line (a tail never starts with \n)
+                held = size - 1
+        self._held = held
         # Whole lines only: a UTF-8 sequence is never cut (\n is not part of one).
         text = chunk[:end].decode("utf-8", "replace")
         if not self._started:
@@ -71,11 +143,12 @@ class SSEDecoder:
         out: list[tuple[str, str]] = []
         event = self._event
         data = self._data
+        parts = None if data is None else self._parts
         for line in text.split("\n"):
             if not line:
                 if data is not None:
-                    out.append((event or "message", data))
-                    data = None
+                    out.append((event or "message", data if parts is None else "\n".join(parts)))
+                    data = parts = None
                 event = ""
                 continue
             if line.startswith("data:"):  # the usual line, first
@@ -99,7 +172,46 @@ class SSEDecoder:
                     continue
                 if name != "data":
                     continue  # an unknown field is ignored
-            data = value if data is None else f"{data}\n{value}"
+            if data is None:
+                data = value
+            elif parts is None:
+                parts = [data, value]
+            else:
+                parts.append(value)
+        if cut > 0:
+            self._give_up()
+            raise EventTooLarge(self.max_event_bytes, out)
         self._event = event
         self._data = data
+        if data is not None:
+            self._parts = parts
         return out
+
+    def _give_up(self) -> None:
+        """Forget the unfinished event and line (the stream is not read further)."""
+        self._tail.clear()  # in place: the traceback of an error may still see the list
+        self._held = 0
+        self._data = self._parts = None
+
+
+def _first_too_large(chunk: bytes, before: int, limit: int) -> int:
+    """Where in `chunk` the first event over `limit` starts, -1 if none is.
+
+    `chunk` is whole lines, then the start of the next (a line starts it);
+    `before` bytes of its first event came in earlier reads.
+    """
+    start = 0  # where the event being measured starts in chunk
+    blank = 0 if chunk[0] == 0x0A else _next_blank(chunk, 0)
+    while blank >= 0:
+        if before + blank - start > limit:
+            return start
+        before = 0
+        start = blank + 1
+        blank = _next_blank(chunk, blank)
+    return start if before + len(chunk) - start > limit else -1
+
+
+def _next_blank(chunk: bytes, start: int) -> int:
+    """The index of the next blank line (its \\n) from `start` on, -1 if there is none."""
+    found = chunk.find(b"\n\n", start)
+    return found + 1 if found >= 0 else -1
