@@ -45,11 +45,38 @@ def _add_store_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_EPILOG = """\
+environment:
+  CONVMGR_CONFIG   provider configuration file, when --config is not given
+  CONVMGR_HOME     directory of the default store (conversations.sqlite3)
+  API keys         read from the variable each provider's api_key_env names
+
+files:
+  config.toml            in the user config directory (~/.config/convmgr/ on Linux)
+  conversations.sqlite3  in $CONVMGR_HOME, else the user data directory
+
+exit status:
+  0  a clean end: end of input, the exit notification, SIGTERM or SIGINT
+  1  export/import could not do what was asked
+  2  bad flags, or a store, configuration or log file that cannot be used
+
+examples:
+  printf '%s\\n' \\
+    '{"id":1,"method":"newConversation","params":{"conversationId":"d"}}' \\
+    '{"id":2,"method":"sendUserTurn","params":{"conversationId":"d",'\\
+'"input":[{"type":"text","text":"hi"}]}}' \\
+    | convmgr --no-store
+  convmgr --config ~/.config/convmgr/openai.toml --log-level info
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(
         prog="convmgr",
         description="A conversation manager for LLM agents: JSON-RPC 2.0 over stdio.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"convmgr {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -166,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     if command == "schema":
         from convmgr.protocol.schema import write_schemas
 
-        for path in write_schemas(args.out):
+        try:
+            written = write_schemas(args.out)
+        except OSError as exc:
+            sys.stderr.write(f"convmgr schema: cannot write to {args.out}: {exc.strerror or exc}\n")
+            return 2
+        for path in written:
             sys.stderr.write(f"wrote {path}\n")
         return 0
     from convmgr.transfer_cli import export_command, import_command

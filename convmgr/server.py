@@ -119,6 +119,13 @@ def check_finite(params: Any) -> None:
         )
 
 
+def _no_params(params: Any) -> None:
+    """Methods without params still take only an object (or none), as every method does."""
+    if params is not None and type(params) is not dict:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "params must be an object")
+    check_finite(params)
+
+
 def _plain_initialize_params(params: Any) -> bool:
     """Whether `initialize` params are plainly valid, checked without pydantic.
 
@@ -297,10 +304,12 @@ class Server:
 
     def ping(self, params: Any) -> Any:
         """`ping`: `{}`."""
+        _no_params(params)
         return {}
 
     def shutdown(self, params: Any) -> Any:
         """`shutdown`: refuse new work, abort turns, flush the store."""
+        _no_params(params)
         self.shut_down = True
 
         async def work() -> Any:

@@ -1,11 +1,11 @@
 """`convmgr export ID` and `convmgr import FILE`: stored conversations as JSON lines."""
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+from pydantic_core import to_json
 
 from convmgr.core.errors import ConversationError
 
@@ -13,11 +13,16 @@ if TYPE_CHECKING:
     from convmgr.store.sqlite import SqliteStore
 
 
-def _store(path: Path | None) -> "SqliteStore":
+def _store_path(path: Path | None) -> Path:
     from convmgr.store.paths import default_store_path
+
+    return path or default_store_path()
+
+
+def _store(path: Path) -> "SqliteStore":
     from convmgr.store.sqlite import SqliteStore
 
-    return SqliteStore(path or default_store_path())
+    return SqliteStore(path)
 
 
 def export_command(store_path: Path | None, conversation_id: str) -> int:
@@ -25,12 +30,19 @@ def export_command(store_path: Path | None, conversation_id: str) -> int:
     from convmgr.store.sqlite import StoreOpenError
     from convmgr.store.transfer import export_conversation
 
+    path = _store_path(store_path)
+    if not path.exists():
+        # Opening would create an empty store: reading needs none.
+        sys.stderr.write(f"convmgr export: no store at {path}\n")
+        return 1
+
     async def run() -> None:
-        store = _store(store_path)
+        store = _store(path)
         await store.open()
         try:
             async for line in export_conversation(store, conversation_id):
-                sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+                # JSON has no NaN or Infinity: a value an older version stored is null.
+                sys.stdout.write(to_json(line, inf_nan_mode="null").decode() + "\n")
         finally:
             await store.close()
 
@@ -50,7 +62,7 @@ def import_command(store_path: Path | None, file: Path) -> int:
     from convmgr.store.transfer import import_conversation
 
     async def run() -> str:
-        store = _store(store_path)
+        store = _store(_store_path(store_path))
         await store.open()
         try:
             if str(file) == "-":

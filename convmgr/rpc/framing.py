@@ -310,7 +310,7 @@ def _resume_point(buf: bytearray, start: int, end: int) -> int:
 
 
 class AutoDecoder:
-    """Picks the framing from the first non-blank byte: `C` means lsp, else ndjson."""
+    """Picks the framing from the first non-blank byte: `C` (or `c`) means lsp, else ndjson."""
 
     def __init__(self, max_bytes: int, framing: Framing | None = None) -> None:
         self._max = max_bytes
@@ -328,7 +328,8 @@ class AutoDecoder:
             stripped = data.lstrip()
             if not stripped:
                 return []
-            self.framing = "lsp" if stripped[:1] == b"C" else "ndjson"
+            # Header names are case-insensitive; no JSON text starts with a letter c.
+            self.framing = "lsp" if stripped[:1] in (b"C", b"c") else "ndjson"
             self._inner = self._make(self.framing)
             data = stripped
         return self._inner.feed(data)
