@@ -437,9 +437,14 @@ def test_retry_after_forms() -> None:
     assert _retry_after(httpx.Headers({"retry-after": "2"})) == 2.0
     assert _retry_after(httpx.Headers({"retry-after-ms": "150", "retry-after": "9"})) == 0.15
     assert _retry_after(httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0
-    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    # An HTTP date has whole seconds: 30 s ahead of now, then bracketed by the clock
+    # read before and after the call, whatever the time between the lines.
+    target = int(time.time()) + 30
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(target))
+    before = time.time()
     delay = _retry_after(httpx.Headers({"retry-after": date}))
-    assert delay is not None and 28 <= delay <= 30
+    after = time.time()
+    assert delay is not None and target - after <= delay <= target - before
     assert _retry_after(httpx.Headers({"retry-after": "soon"})) is None
     assert _retry_after(httpx.Headers({})) is None
 
@@ -534,13 +539,27 @@ async def test_a_silent_provider_times_out_and_is_retried() -> None:
 
     async with FakeOpenAI(handler) as server:
         provider = make(OpenAIChatProvider, server, request_timeout_s=0.2, max_retries=1)
-        started = time.monotonic()
-        events, error = await failure(provider, turn())
-        elapsed = time.monotonic() - started
+        events: list[ProviderEvent] = []
+        times = [time.monotonic()]
+        # A failure guard only: the server never answers, so only the 0.2 s read
+        # timeout (not the 600 s default) can end each attempt before it.
+        with anyio.fail_after(30), pytest.raises(ProviderError) as caught:
+            try:
+                async for event in provider.stream(turn()):
+                    events.append(event)
+                    times.append(time.monotonic())
+            finally:
+                times.append(time.monotonic())
+                await provider.aclose()
+    error = caught.value
     assert [type(e) for e in events] == [Retrying]
     assert error.message == "the provider sent nothing for 0.2 s (gave up after 2 attempts)"
     assert error.code == "timeout"
-    assert 0.4 <= elapsed < 2.0
+    # Each attempt waited out the read timeout (the second one after the Retrying):
+    # lower bounds, which load can only lengthen.
+    start, retried, failed = times
+    assert retried - start >= 0.2
+    assert failed - retried >= 0.2
     assert len(server.requests) == 2
 
 
@@ -685,9 +704,13 @@ async def test_no_key_configured_sends_no_authorization() -> None:
 
 @pytest.mark.parametrize("after_deltas", [False, True])
 @pytest.mark.parametrize("cls", KINDS)
-async def test_an_interrupt_closes_a_silent_stream_within_100_ms(
+async def test_an_interrupt_closes_a_silent_stream_without_waiting_for_it(
     cls: type[OpenAICompatibleProvider], after_deltas: bool
 ) -> None:
+    # The server says nothing more until the client goes away, and no read
+    # timeout can fire during the test: only the interrupt itself can end the
+    # stream. A cancellation that waited for the server (or for a timeout) to
+    # end the stream would never finish, and the failure guard would fire.
     silent = anyio.Event()
 
     async def handler(request: Request, reply: Reply) -> None:
@@ -698,67 +721,78 @@ async def test_an_interrupt_closes_a_silent_stream_within_100_ms(
         await reply.wait_closed()
 
     async with FakeOpenAI(handler) as server:
-        provider = make(cls, server)
+        provider = make(cls, server, request_timeout_s=3600.0)
         seen: list[ProviderEvent] = []
 
         async def consume() -> None:
             async for event in provider.stream(turn()):
                 seen.append(event)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(consume)
-            await silent.wait()
-            cancelled_at = time.monotonic()
-            group.cancel_scope.cancel()
-        elapsed = time.monotonic() - cancelled_at
-        # The server sees the connection go away: the stream was really closed.
-        with anyio.fail_after(1):
+        with anyio.fail_after(30):  # a failure guard only
+            async with anyio.create_task_group() as group:
+                group.start_soon(consume)
+                await silent.wait()
+                group.cancel_scope.cancel()
+            # The server sees the connection go away before the provider is
+            # closed: the interrupt itself closed the stream.
             await server.client_gone.wait()
         await provider.aclose()
-    assert elapsed < 0.1
     assert not any(isinstance(e, Retrying) for e in seen)
+    assert len(server.requests) == 1
 
 
 async def test_streams_from_a_fast_and_a_slow_provider_do_not_wait_for_each_other() -> None:
-    fast_done = anyio.Event()
-    fast_sent: list[float] = []
+    # The slow provider sends one delta, then holds its stream open until the
+    # test opens the gate. The fast reply must be read whole while the slow
+    # stream is provably still open and waiting on the gate: if either stream
+    # waited for the other, nothing would move and the failure guard would fire.
+    gate = anyio.Event()
+    slow_open = anyio.Event()  # the slow reader has the first delta
+    slow_done = anyio.Event()
+    slow_seen: list[ProviderEvent] = []
 
     async def fast(request: Request, reply: Reply) -> None:
-        started = time.monotonic()
-        await stream_reply(request, reply, [f"f{i} " for i in range(50)], interval_s=0.002)
-        fast_sent.append(time.monotonic() - started)
+        await stream_reply(request, reply, [f"f{i} " for i in range(50)])
 
     async def slow(request: Request, reply: Reply) -> None:
         await reply.start()
         await reply.sse(chat_chunk(content="s0 "))
-        # The slow reply cannot go on until the fast one has been read whole:
-        # if the fast stream waited for the slow one, this would never end.
-        await fast_done.wait()
+        await gate.wait()
         for i in range(1, 5):
-            await anyio.sleep(0.01)
             await reply.sse(chat_chunk(content=f"s{i} "))
         await reply.sse(chat_chunk(finish="stop"))
         await reply.sse("[DONE]")
         await reply.end()
 
-    results: dict[str, tuple[str, float]] = {}
-
-    async def run(name: str, provider: OpenAICompatibleProvider) -> None:
-        started = time.monotonic()
-        events = await collect(provider, turn())
-        results[name] = (final_text(events), time.monotonic() - started)
-        if name == "fast":
-            fast_done.set()
+    async def read_slow(provider: OpenAICompatibleProvider) -> None:
+        try:
+            async with aclosing(provider.stream(turn())) as events:  # type: ignore[type-var]
+                async for event in events:
+                    slow_seen.append(event)
+                    slow_open.set()
+        finally:
+            await provider.aclose()
+        slow_done.set()
 
     async with FakeOpenAI(fast) as fast_server, FakeOpenAI(slow) as slow_server:
-        with anyio.fail_after(5):
+        with anyio.fail_after(30):  # a failure guard only
             async with anyio.create_task_group() as group:
-                group.start_soon(run, "slow", make(OpenAIChatProvider, slow_server))
-                group.start_soon(run, "fast", make(OpenAIChatProvider, fast_server))
-    assert results["fast"][0] == "".join(f"f{i} " for i in range(50))
-    assert results["slow"][0] == "s0 s1 s2 s3 s4 "
-    # Reading the fast reply took little more than sending it.
-    assert results["fast"][1] < fast_sent[0] + 0.25
+                # No read timeout may end the slow stream while the gate holds it.
+                slow_provider = make(OpenAIChatProvider, slow_server, request_timeout_s=3600.0)
+                group.start_soon(read_slow, slow_provider)
+                await slow_open.wait()
+                fast_events = await collect(make(OpenAIChatProvider, fast_server), turn())
+                # The fast reply is whole, while the slow stream is still held
+                # on the closed gate with only its first delta read.
+                assert final_text(fast_events) == "".join(f"f{i} " for i in range(50))
+                assert not gate.is_set()
+                assert not slow_done.is_set()
+                assert slow_seen == [TextDelta("s0 ")]
+                gate.set()
+                # And the slow stream goes on where it was once the gate opens.
+                await slow_done.wait()
+    assert final_text(slow_seen) == "s0 s1 s2 s3 s4 "
+    assert not any(isinstance(e, Retrying) for e in slow_seen + fast_events)
 
 
 # --- the key ------------------------------------------------------------------------

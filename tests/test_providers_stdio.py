@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,6 +115,8 @@ api_key_env = "{KEY_ENV}"
 default_model = "ok"
 max_retries = 2
 retry_base_delay_s = 0.01
+# No read timeout fires during a test: only an interrupt ends a silent stream.
+request_timeout_s = 3600
 
 [providers.resp]
 kind = "openai-responses"
@@ -251,16 +252,20 @@ async def test_providers_through_the_server_never_show_the_key(tmp_path: Path) -
             await turn("e", "Hi!", model="garbage")
             assert (await client.event("e", "turnFailed"))["error"]["code"] == "bad_stream"
 
-            # An interrupt while the provider is silent.
+            # An interrupt while the provider is silent: the server sends nothing
+            # more until the client goes away and no read timeout can fire, so
+            # only the interrupt can end the turn (event()'s timeout is a guard).
             await turn("f", "Hi!", model="silent")
             await silent.wait()
             await client.event("f", "agentMessageDelta")
-            started = time.monotonic()
             await client.send("interruptConversation", {"conversationId": "f"})
             aborted = await client.event("f", "turnAborted")
-            elapsed = time.monotonic() - started
             assert aborted["reason"] == "interrupted"
-            with anyio.fail_after(2):
+            assert [e["type"] for e in client.events("f")] == [
+                "turnStarted", "agentMessageDelta", "turnAborted"
+            ]  # fmt: skip
+            # The interrupt closed the connection: the server saw the client go.
+            with anyio.fail_after(10):  # a failure guard only
                 await server.client_gone.wait()
 
             assert process.stdin is not None
@@ -268,7 +273,6 @@ async def test_providers_through_the_server_never_show_the_key(tmp_path: Path) -
             with anyio.fail_after(10):
                 assert await process.wait() == 0
 
-    assert elapsed < 0.1, elapsed
     first = server.requests[0]
     assert first.headers["authorization"] == f"Bearer {KEY}"
     assert first.json()["messages"][0] == {"role": "system", "content": "Be kind."}

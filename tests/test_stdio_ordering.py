@@ -1,13 +1,12 @@
 """Ordering and lifecycle under load (PROTOCOL.md sections 2 and 3), through real pipes.
 
 Requests are pipelined: written before anything is read. Timeouts are failure
-guards only; the few time measurements are generous bounds (the real numbers
-belong to bench/).
+guards only, and nothing is measured: "promptly" is shown by order, a turn cut
+short before its last word (how fast it happens belongs to bench/).
 """
 
 import signal
 import threading
-import time
 from collections import defaultdict
 
 import pytest
@@ -20,6 +19,16 @@ LONG_TURN = "w " * 1_000_000
 
 def words(prefix: str, count: int) -> str:
     return " ".join(f"{prefix}.{j}" for j in range(count))
+
+
+def assert_cut_short(events: list[dict]) -> None:
+    """The turn's deltas are a strict prefix of LONG_TURN and it never completed:
+    it was stopped while it still had words to send, not after it ran out."""
+    types = [e["event"]["type"] for e in events]
+    assert "turnComplete" not in types and "agentMessage" not in types, types[-3:]
+    streamed = "".join(e["event"]["delta"] for e in events if "delta" in e["event"])
+    assert len(streamed) < len(LONG_TURN), "the whole turn was streamed first"
+    assert LONG_TURN.startswith(streamed)
 
 
 @pytest.mark.parametrize("framing", ["ndjson", "lsp"])
@@ -108,14 +117,15 @@ def test_interrupt_long_turn_promptly(spawn):
         "sendUserTurn", {"conversationId": "big", "input": text_input(LONG_TURN)}
     )["turnId"]
     client.wait_event("big", "turnStarted")
-    started = time.monotonic()
     assert client.result("interruptConversation", {"conversationId": "big"}) == {
         "interrupted": True
     }
-    aborted = client.wait_event("big", "turnAborted", timeout=10)
-    elapsed = time.monotonic() - started
+    # Every event after turnStarted, up to the terminal one (a failure guard only).
+    events = client.collect_turn("big", timeout=60)
+    aborted = events[-1]
     assert aborted["turnId"] == turn_id and aborted["event"]["reason"] == "interrupted"
-    assert elapsed < 2.0, f"turnAborted took {elapsed:.3f}s"
+    # Promptly: the interrupt landed while the turn still had words to send.
+    assert_cut_short(events)
     # A second interrupt finds nothing to interrupt; nothing of the turn follows.
     assert client.result("interruptConversation", {"conversationId": "big"}) == {
         "interrupted": False
@@ -240,19 +250,17 @@ def test_signal_mid_turn_exits_promptly(spawn, signum):
     turn_id = client.result(
         "sendUserTurn", {"conversationId": "sig", "input": text_input(LONG_TURN)}
     )["turnId"]
-    client.wait_event("sig", "agentMessageDelta")
-    started = time.monotonic()
+    first = client.wait_event("sig", "agentMessageDelta")
     client.signal(signum)
-    status = client.wait(timeout=10)
-    elapsed = time.monotonic() - started
-    assert status == 0
-    assert elapsed < 1.0, f"exit took {elapsed:.3f}s after signal {signum}"
+    assert client.wait(timeout=60) == 0  # the timeout is a failure guard only
     # What was written is well-formed; a terminal event, if it made it out, says shutdown.
-    rest = client.read_until_eof()
+    rest = client.read_until_eof(timeout=60)
     ends = [m["params"] for m in rest if "method" in m and m["params"]["event"]["type"] in TERMINAL]
     for end in ends:
         assert end["turnId"] == turn_id
         assert end["event"] == {"type": "turnAborted", "reason": "shutdown"}
+    # Promptly: the server exited in the middle of the turn, not after its last word.
+    assert_cut_short([first, *(m["params"] for m in rest if "method" in m)])
 
 
 def test_client_writing_20000_requests_before_reading(spawn):

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +309,6 @@ def test_kill_9_at_random_points_loses_no_completed_turn(spawn: Any, tmp_path: P
     rng = random.Random(20240603)
     path = store_path(tmp_path)
     expected: dict[str, list[str]] = {cid: [] for cid in CRASH_CONVERSATIONS}
-    started = time.monotonic()
     for iteration in range(CRASH_ITERATIONS):
         client = start(spawn, tmp_path)
         for cid in CRASH_CONVERSATIONS:
@@ -342,7 +340,6 @@ def test_kill_9_at_random_points_loses_no_completed_turn(spawn: Any, tmp_path: P
         end_cleanly(checker)
     assert sum(map(len, expected.values())) > CRASH_ITERATIONS
     assert integrity(path) == ["ok"]
-    assert time.monotonic() - started < 60
 
 
 # --- two processes --------------------------------------------------------------------------
