@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import httpx
 
-from convmgr.core.records import message_item
+from convmgr.model import message_item
 from convmgr.providers.base import Retrying, TextDelta, TurnRequest, Usage
 from convmgr.providers.http import HttpProviderSettings, OpenAICompatibleProvider
 from convmgr.providers.openai_chat import OpenAIChatProvider

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from convmgr.core.records import ConversationRecord, message_item, utc_now
+from convmgr.model import ConversationRecord, message_item, utc_now
 from convmgr.store.sqlite import SqliteStore
 
 BIG = "big-conversation"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import anyio
 
-from convmgr.core.records import ConversationRecord, message_item, preview_of, utc_now
+from convmgr.model import ConversationRecord, message_item, preview_of, utc_now
 from convmgr.store.sqlite import SqliteStore
 
 

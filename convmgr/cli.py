@@ -184,14 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         # Start-up allocates many long-lived objects: collecting during the
         # imports only costs time, and freezing them keeps later collections short.
         gc.disable()
-        from convmgr.serve import serve_stdio
+        from convmgr.app import serve_stdio
 
         gc.freeze()
         gc.enable()
         return serve_stdio(args)
     _setup_logging("warning", None)
     if command == "schema":
-        from convmgr.protocol.schema import write_schemas
+        from convmgr.dialects.convmgr.schema import write_schemas
 
         try:
             written = write_schemas(args.out)

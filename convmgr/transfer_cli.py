@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import anyio
 from pydantic_core import to_json
 
-from convmgr.core.errors import ConversationError
+from convmgr.model import ConversationError
 
 if TYPE_CHECKING:
     from convmgr.store.sqlite import SqliteStore
@@ -28,7 +28,7 @@ def _store(path: Path) -> "SqliteStore":
 def export_command(store_path: Path | None, conversation_id: str) -> int:
     """Print one stored conversation: its settings line, then its history items."""
     from convmgr.store.sqlite import StoreOpenError
-    from convmgr.store.transfer import export_conversation
+    from convmgr.transfer import export_conversation
 
     path = _store_path(store_path)
     if not path.exists():
@@ -59,7 +59,7 @@ def export_command(store_path: Path | None, conversation_id: str) -> int:
 def import_command(store_path: Path | None, file: Path) -> int:
     """Store a conversation from an export file (or - for stdin); prints its id."""
     from convmgr.store.sqlite import StoreOpenError
-    from convmgr.store.transfer import import_conversation
+    from convmgr.transfer import import_conversation
 
     async def run() -> str:
         store = _store(_store_path(store_path))

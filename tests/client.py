@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from convmgr.protocol.events import ConversationEventParams
-from convmgr.protocol.schema import METHODS
+from convmgr.dialects.convmgr.events import ConversationEventParams
+from convmgr.dialects.convmgr.schema import METHODS
 
 Message = dict[str, Any]
 DEFAULT_TIMEOUT = 20.0

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convmgr.rpc.framing import (
+from convmgr.jsonrpc.framing import (
     AutoDecoder,
     BadFrame,
     Frame,

@@ -12,8 +12,8 @@ from client import frame
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convmgr.protocol.errors import ErrorCode
-from convmgr.rpc.framing import BadFrame, Frame, LspDecoder, Oversize, encode_frame
+from convmgr.dialects.convmgr.errors import ErrorCode
+from convmgr.jsonrpc.framing import BadFrame, Frame, LspDecoder, Oversize, encode_frame
 
 MAX = 1000
 BAD = BadFrame("missing or invalid Content-Length header")

@@ -3,8 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convmgr.core.history import is_user_message, truncate_after_dropping_last_messages
-from convmgr.core.records import Item, message_item
+from convmgr.model import Item, is_user_message, message_item, truncate_after_dropping_last_messages
 
 
 def _text(item: Item) -> str:

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from convmgr.protocol.lifecycle import InitializeParams
-from convmgr.server import _plain_initialize_params
+from convmgr.dialects.convmgr.handlers import _plain_initialize_params
+from convmgr.dialects.convmgr.lifecycle import InitializeParams
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),

@@ -7,8 +7,7 @@ import anyio
 import pytest
 
 from convmgr.core.manager import ConversationManager
-from convmgr.core.records import ConversationRecord, Item
-from convmgr.core.settings import ConversationSettings, TurnSettings
+from convmgr.model import ConversationRecord, ConversationSettings, Item, TurnSettings
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.memory import MemoryStore
 

@@ -6,17 +6,18 @@ from typing import Any
 import anyio
 import pytest
 
-from convmgr.core.errors import (
+from convmgr.core.manager import ConversationManager
+from convmgr.dialects.convmgr.events import ConversationEventParams
+from convmgr.model import (
     ConversationBusy,
     ConversationExists,
     ConversationNotFound,
+    ConversationSettings,
     InvalidArgument,
     Overloaded,
+    TurnSettings,
+    message_item,
 )
-from convmgr.core.manager import ConversationManager
-from convmgr.core.records import message_item
-from convmgr.core.settings import ConversationSettings, TurnSettings
-from convmgr.protocol.events import ConversationEventParams
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.memory import MemoryStore
 

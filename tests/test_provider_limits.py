@@ -32,9 +32,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convmgr.core.manager import ConversationManager
-from convmgr.core.records import message_item
-from convmgr.core.settings import ConversationSettings, TurnSettings
-from convmgr.protocol.events import ConversationEventParams
+from convmgr.dialects.convmgr.events import ConversationEventParams
+from convmgr.model import ConversationSettings, TurnSettings, message_item
 from convmgr.providers import sse
 from convmgr.providers.base import ProviderError, TextDelta, TurnRequest
 from convmgr.providers.config import load_registry

@@ -19,8 +19,8 @@ import pytest
 from fake_openai import FakeOpenAI, Reply, Request, responses_event, sse_bytes
 
 from convmgr.core.manager import ConversationManager
-from convmgr.core.settings import ConversationSettings, TurnSettings
-from convmgr.protocol.events import ConversationEventParams
+from convmgr.dialects.convmgr.events import ConversationEventParams
+from convmgr.model import ConversationSettings, TurnSettings
 from convmgr.providers.config import load_registry
 from convmgr.store.memory import MemoryStore
 

@@ -24,7 +24,7 @@ from fake_openai import (
     stream_reply,
 )
 
-from convmgr.core.records import message_item
+from convmgr.model import message_item
 from convmgr.providers.base import (
     ProviderError,
     ProviderEvent,

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from convmgr.core.manager import ConversationView
-from convmgr.core.records import ConversationRecord
-from convmgr.protocol.methods import ConversationInfo, NewConversationResult
-from convmgr.protocol.schema import all_schemas, render
-from convmgr.translate import conversation_info, session_configured
+from convmgr.dialects.convmgr.methods import ConversationInfo, NewConversationResult
+from convmgr.dialects.convmgr.schema import all_schemas, render
+from convmgr.dialects.convmgr.translate import conversation_info, session_configured
+from convmgr.model import ConversationRecord
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 from client import TERMINAL, ServerClosed, encode, text_input
 
-from convmgr.protocol.errors import ErrorCode
+from convmgr.dialects.convmgr.errors import ConvmgrCode
 
 LONG_TURN = "w " * 1_000_000
 
@@ -158,7 +158,7 @@ def test_pipelined_turn_busy_then_interrupt(spawn):
     assert client.response(1)["result"]["conversationId"] == "q"
     turn_id = client.response(2)["result"]["turnId"]
     busy = client.response(3)
-    assert busy["error"]["code"] == ErrorCode.CONVERSATION_BUSY
+    assert busy["error"]["code"] == ConvmgrCode.CONVERSATION_BUSY
     assert busy["error"]["data"] == {"conversationId": "q"}
     assert client.response(4)["result"] == {"interrupted": True}
     events = client.collect_turn("q")
@@ -200,7 +200,7 @@ def test_remove_pipelined_behind_a_running_turn(spawn):
     assert evs[-1]["turnId"] is None
     assert (
         client.error("sendUserTurn", {"conversationId": "gone", "input": text_input("x")})["code"]
-        == ErrorCode.CONVERSATION_NOT_FOUND
+        == ConvmgrCode.CONVERSATION_NOT_FOUND
     )
 
 

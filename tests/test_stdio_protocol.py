@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 from client import TERMINAL, frame, text_input
 
-from convmgr.protocol.errors import ErrorCode
+from convmgr.dialects.convmgr.errors import ConvmgrCode, ErrorCode
 
 MIB = 1 << 20
 
@@ -344,7 +344,7 @@ def test_fork_by_id_and_by_history(server):
     err = server.error("forkConversation", {"conversationId": "src", "history": history})
     assert err["code"] == ErrorCode.INVALID_PARAMS
     err = server.error("forkConversation", {"conversationId": "nope"})
-    assert err["code"] == ErrorCode.CONVERSATION_NOT_FOUND
+    assert err["code"] == ConvmgrCode.CONVERSATION_NOT_FOUND
 
 
 def test_fork_of_a_running_conversation_sees_completed_turns(server):
@@ -456,7 +456,7 @@ def test_remove_and_resume(server):
     assert stored["loaded"] is False and stored["historyLength"] == 2
     assert (
         server.error("sendUserTurn", {"conversationId": "r", "input": text_input("x")})["code"]
-        == ErrorCode.CONVERSATION_NOT_FOUND
+        == ConvmgrCode.CONVERSATION_NOT_FOUND
     )
     assert server.result("removeConversation", {"conversationId": "r"}) == {"removed": False}
 
@@ -484,11 +484,11 @@ def test_remove_and_resume(server):
     }
     assert (
         server.error("getConversation", {"conversationId": "r"})["code"]
-        == ErrorCode.CONVERSATION_NOT_FOUND
+        == ConvmgrCode.CONVERSATION_NOT_FOUND
     )
     assert (
         server.error("resumeConversation", {"conversationId": "r"})["code"]
-        == ErrorCode.CONVERSATION_NOT_FOUND
+        == ConvmgrCode.CONVERSATION_NOT_FOUND
     )
     assert server.result("removeConversation", {"conversationId": "unknown"}) == {"removed": False}
 
@@ -562,21 +562,21 @@ def test_error_codes(server):
     for method in ("getConversation", "sendUserTurn", "interruptConversation"):
         params = {"conversationId": "ghost", "input": text_input("x")}
         err = server.error(method, params)
-        assert err["code"] == ErrorCode.CONVERSATION_NOT_FOUND, method
+        assert err["code"] == ConvmgrCode.CONVERSATION_NOT_FOUND, method
         assert err["data"]["conversationId"] == "ghost"
 
     new(server, "dup")
     err = server.error("newConversation", {"conversationId": "dup"})
-    assert err["code"] == ErrorCode.CONVERSATION_EXISTS
+    assert err["code"] == ConvmgrCode.CONVERSATION_EXISTS
     assert err["data"]["conversationId"] == "dup"
     err = server.error(
         "forkConversation", {"conversationId": "dup", "overrides": {"conversationId": "dup"}}
     )
-    assert err["code"] == ErrorCode.CONVERSATION_EXISTS
+    assert err["code"] == ConvmgrCode.CONVERSATION_EXISTS
 
     server.result("sendUserTurn", {"conversationId": "dup", "input": text_input("w " * 1_000_000)})
     err = server.error("sendUserTurn", {"conversationId": "dup", "input": text_input("again")})
-    assert err["code"] == ErrorCode.CONVERSATION_BUSY
+    assert err["code"] == ConvmgrCode.CONVERSATION_BUSY
     assert server.result("getConversation", {"conversationId": "dup"})["status"] == "running"
     assert server.result("interruptConversation", {"conversationId": "dup"})["interrupted"]
     assert server.wait_event("dup", "turnAborted")["event"]["reason"] == "interrupted"
@@ -590,13 +590,13 @@ def test_max_conversations(spawn, framing):
     new(client, "a")
     new(client, "b")
     err = client.error("newConversation", {"conversationId": "c"})
-    assert err["code"] == ErrorCode.OVERLOADED
+    assert err["code"] == ConvmgrCode.OVERLOADED
     err = client.error("forkConversation", {"conversationId": "a"})
-    assert err["code"] == ErrorCode.OVERLOADED
+    assert err["code"] == ConvmgrCode.OVERLOADED
     client.result("removeConversation", {"conversationId": "a"})
     new(client, "c")
     err = client.error("resumeConversation", {"conversationId": "a"})
-    assert err["code"] == ErrorCode.OVERLOADED
+    assert err["code"] == ConvmgrCode.OVERLOADED
 
 
 def test_invalid_requests(server):
@@ -679,7 +679,7 @@ def test_batch(server):
     assert invalid == 2
     assert by_id[1]["result"] == {}
     assert by_id[2]["result"]["conversationId"] == "b"
-    assert by_id[3]["error"]["code"] == ErrorCode.CONVERSATION_NOT_FOUND
+    assert by_id[3]["error"]["code"] == ConvmgrCode.CONVERSATION_NOT_FOUND
     assert by_id[4]["error"]["code"] == ErrorCode.METHOD_NOT_FOUND
     assert by_id[5]["result"]["conversationId"] == "b2"
 
@@ -892,11 +892,11 @@ def test_conversation_open_in_another_process(spawn, tmp_path):
     second = spawn("--store", db)
     new(first, "shared")
     err = second.error("resumeConversation", {"conversationId": "shared"})
-    assert err["code"] == ErrorCode.CONVERSATION_LOCKED
+    assert err["code"] == ConvmgrCode.CONVERSATION_LOCKED
     assert err["data"]["conversationId"] == "shared"
     assert second.error("newConversation", {"conversationId": "shared"})["code"] in (
-        ErrorCode.CONVERSATION_EXISTS,
-        ErrorCode.CONVERSATION_LOCKED,
+        ConvmgrCode.CONVERSATION_EXISTS,
+        ConvmgrCode.CONVERSATION_LOCKED,
     )
     # Once the first process lets go, the second may resume it.
     first.result("removeConversation", {"conversationId": "shared"})

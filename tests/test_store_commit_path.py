@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from convmgr.core.history import is_user_message
-from convmgr.core.records import ConversationRecord, Item, message_item, utc_now
+from convmgr.model import ConversationRecord, Item, is_user_message, message_item, utc_now
 from convmgr.store.sqlite import SqliteStore, _dump, _item_rows
 from convmgr.store.sqlite_commit import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT_PAGES
 

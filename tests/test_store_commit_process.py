@@ -13,7 +13,7 @@ import anyio
 import pytest
 from client import TERMINAL, text_input
 
-from convmgr.core.records import ConversationRecord, Item, message_item, utc_now
+from convmgr.model import ConversationRecord, Item, message_item, utc_now
 from convmgr.store.commit_channel import CommitError, CommitProcess, CommitProcessUnavailable
 from convmgr.store.sqlite import SqliteStore
 

@@ -14,11 +14,18 @@ from store_kinds import new_store
 from test_manager import Recorder
 from test_store_sqlite import add_turn, make_record, turn
 
-from convmgr.core.errors import ConversationExists, ConversationNotFound
-from convmgr.core.history import is_user_message, truncate_after_dropping_last_messages
 from convmgr.core.manager import ConversationManager
-from convmgr.core.records import Item, message_item, preview_of
-from convmgr.core.settings import ConversationSettings, TurnSettings
+from convmgr.model import (
+    ConversationExists,
+    ConversationNotFound,
+    ConversationSettings,
+    Item,
+    TurnSettings,
+    is_user_message,
+    message_item,
+    preview_of,
+    truncate_after_dropping_last_messages,
+)
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
 from convmgr.store.memory import MemoryStore

@@ -15,8 +15,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from convmgr.core.errors import ConversationExists, ConversationLocked
-from convmgr.core.records import ConversationRecord, Item, message_item, preview_of, utc_now
+from convmgr.model import (
+    ConversationExists,
+    ConversationLocked,
+    ConversationRecord,
+    Item,
+    message_item,
+    preview_of,
+    utc_now,
+)
 from convmgr.store.base import ConversationStore
 from convmgr.store.sqlite import (
     SCHEMA_VERSION,
@@ -680,7 +687,7 @@ WRITER = textwrap.dedent(
     """
     import sys, anyio
     from pathlib import Path
-    from convmgr.core.records import ConversationRecord, message_item, utc_now
+    from convmgr.model import ConversationRecord, message_item, utc_now
     from convmgr.store.sqlite import SqliteStore
 
     async def main():

@@ -5,11 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from convmgr.core.errors import ConversationExists, ConversationNotFound
-from convmgr.core.records import ConversationRecord, Item, message_item, preview_of
+from convmgr.model import (
+    ConversationExists,
+    ConversationNotFound,
+    ConversationRecord,
+    Item,
+    message_item,
+    preview_of,
+)
 from convmgr.store.base import ConversationStore
 from convmgr.store.paths import default_store_path
-from convmgr.store.transfer import EXPORT_PAGE, export_conversation, import_conversation
+from convmgr.transfer import EXPORT_PAGE, export_conversation, import_conversation
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from convmgr.core.records import ConversationRecord, Item
+from convmgr.model import ConversationRecord, Item
 
 
 class EventSink(Protocol):

@@ -12,21 +12,20 @@ import anyio
 from anyio.abc import TaskGroup
 
 from convmgr.core.conversation import Conversation, EventSink, Turn
-from convmgr.core.errors import (
+from convmgr.model import (
     ConversationBusy,
     ConversationExists,
     ConversationNotFound,
-    Overloaded,
-)
-from convmgr.core.history import truncate_after_dropping_last_messages
-from convmgr.core.records import (
     ConversationRecord,
+    ConversationSettings,
     Item,
+    Overloaded,
+    TurnSettings,
     message_item,
     preview_of,
+    truncate_after_dropping_last_messages,
     utc_now,
 )
-from convmgr.core.settings import ConversationSettings, TurnSettings
 from convmgr.providers.base import (
     ProviderError,
     ReasoningDelta,

@@ -4,7 +4,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from convmgr.core.records import Item
+from convmgr.model import Item
 
 
 @dataclass(slots=True, frozen=True)

@@ -32,7 +32,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from convmgr import __version__
-from convmgr.core.records import Item
+from convmgr.model import Item
 from convmgr.providers.base import ProviderError, ProviderEvent, Retrying, TurnRequest
 from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 

@@ -6,7 +6,7 @@ vLLM, llama.cpp's server, LM Studio.
 
 from typing import Any
 
-from convmgr.core.records import Item
+from convmgr.model import Item
 from convmgr.providers.base import (
     ProviderEvent,
     ReasoningDelta,

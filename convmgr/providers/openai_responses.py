@@ -6,7 +6,7 @@ events such as `response.output_text.delta`, ending with `response.completed`.
 
 from typing import Any
 
-from convmgr.core.records import Item
+from convmgr.model import Item
 from convmgr.providers.base import (
     ProviderEvent,
     ReasoningDelta,

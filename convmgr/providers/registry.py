@@ -1,6 +1,6 @@
 """The providers a server can use, by name."""
 
-from convmgr.core.errors import InvalidArgument
+from convmgr.model import InvalidArgument
 from convmgr.providers.base import Provider
 from convmgr.providers.echo import EchoProvider
 

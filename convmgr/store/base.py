@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Protocol
 
-from convmgr.core.records import ConversationRecord, Item
+from convmgr.model import ConversationRecord, Item
 
 
 class ConversationStore(Protocol):

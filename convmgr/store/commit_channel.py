@@ -26,7 +26,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from convmgr.core.records import Item
+from convmgr.model import Item
 from convmgr.store.commit_process import HEADER
 
 # One turn as sent: conversation id, summary values (sqlite_rows._summary), items.

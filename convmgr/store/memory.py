@@ -5,9 +5,14 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import replace
 
-from convmgr.core.errors import ConversationExists, ConversationNotFound
-from convmgr.core.history import truncate_after_dropping_last_messages
-from convmgr.core.records import ConversationRecord, Item, preview_of
+from convmgr.model import (
+    ConversationExists,
+    ConversationNotFound,
+    ConversationRecord,
+    Item,
+    preview_of,
+    truncate_after_dropping_last_messages,
+)
 
 
 def encode_cursor(updated_at: str, conversation_id: str) -> str:

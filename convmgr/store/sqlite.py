@@ -24,8 +24,15 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from convmgr.core.errors import ConversationExists, ConversationLocked, ConversationNotFound
-from convmgr.core.records import ConversationRecord, Item, preview_of, utc_now
+from convmgr.model import (
+    ConversationExists,
+    ConversationLocked,
+    ConversationNotFound,
+    ConversationRecord,
+    Item,
+    preview_of,
+    utc_now,
+)
 from convmgr.store.commit_channel import CommitProcess, CommitProcessUnavailable
 from convmgr.store.db_thread import _DbThread, _Job
 from convmgr.store.memory import decode_cursor, encode_cursor

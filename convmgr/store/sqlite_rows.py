@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from convmgr.core.records import ConversationRecord, Item
+from convmgr.model import ConversationRecord, Item
 
 _COLUMNS: Final = (
     "conversation_id, provider, model, instructions, cwd, metadata, ephemeral, temperature, "

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from convmgr.protocol.base import WireModel
+from convmgr.dialects.convmgr.base import WireModel
 
 
 class TextContent(WireModel):

@@ -7,11 +7,10 @@ is the hot path of every response, and tests check the dicts against the models.
 from typing import TYPE_CHECKING, Any
 
 from convmgr.core.manager import ConversationView
-from convmgr.core.records import ConversationRecord
-from convmgr.core.settings import ConversationSettings
+from convmgr.model import ConversationRecord, ConversationSettings
 
 if TYPE_CHECKING:
-    from convmgr.protocol.methods import ConversationSettingsParams
+    from convmgr.dialects.convmgr.methods import ConversationSettingsParams
 
 
 def session_configured(record: ConversationRecord) -> dict[str, Any]:

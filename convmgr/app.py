@@ -11,9 +11,10 @@ from contextlib import contextmanager, suppress
 import anyio
 
 from convmgr.core.manager import ConversationManager
+from convmgr.dialects.convmgr.errors import ConvmgrCode
+from convmgr.dialects.convmgr.handlers import EventWriter, ServeOptions, Server
+from convmgr.jsonrpc.connection import Connection
 from convmgr.providers.registry import ProviderRegistry
-from convmgr.rpc.connection import Connection
-from convmgr.server import EventWriter, ServeOptions, Server
 from convmgr.store.base import ConversationStore
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,13 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
             raise StartupError(str(exc)) from None
         raise
     framing = None if args.framing == "auto" else args.framing
-    conn = Connection(in_fd, out_fd, framing=framing, max_message_bytes=args.max_message_bytes)
+    conn = Connection(
+        in_fd,
+        out_fd,
+        framing=framing,
+        max_message_bytes=args.max_message_bytes,
+        too_large_code=ConvmgrCode.OVERLOADED,
+    )
     options = ServeOptions(drain_timeout=args.drain_timeout)
     try:
         async with anyio.create_task_group() as tg:

@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 from pydantic_core import to_json
 
-from convmgr.protocol.errors import ErrorCode
-from convmgr.rpc.framing import Framing, encode_frame
+from convmgr.jsonrpc.codes import ErrorCode
+from convmgr.jsonrpc.framing import Framing, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,11 @@ class Outbound:
         stream_limit: int = 1 << 20,
         read_limit: int = 64 << 20,
         max_response_bytes: int = 16 << 20,
+        too_large_code: int = ErrorCode.INTERNAL_ERROR,
     ) -> None:
         self._fd = fd
         self._max_response = max_response_bytes
+        self._too_large_code = too_large_code
         self.framing: Framing = "ndjson"
         self._chunks: deque[bytes] = deque()
         self.size = 0
@@ -68,7 +70,7 @@ class Outbound:
             "jsonrpc": "2.0",
             "id": response["id"],
             "error": {
-                "code": ErrorCode.OVERLOADED,
+                "code": self._too_large_code,
                 "message": f"the response would be {size} bytes, over --max-message-bytes {limit}",
                 "data": {"limit": limit, "size": size},
             },

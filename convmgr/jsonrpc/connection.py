@@ -19,12 +19,12 @@ from pydantic_core import from_json
 from pylsp_jsonrpc.endpoint import Endpoint
 from pylsp_jsonrpc.exceptions import JsonRpcException, JsonRpcRequestCancelled
 
-from convmgr.protocol.errors import ErrorCode
-from convmgr.rpc.errors import RpcError
-from convmgr.rpc.framing import AutoDecoder, BadFrame, Framing, Oversize
-from convmgr.rpc.messages import Invalid, RequestId, classify, valid_id
-from convmgr.rpc.outbound import Outbound
-from convmgr.rpc.sequencer import KeyedSequencer
+from convmgr.jsonrpc.codes import ErrorCode
+from convmgr.jsonrpc.errors import RpcError
+from convmgr.jsonrpc.framing import AutoDecoder, BadFrame, Framing, Oversize
+from convmgr.jsonrpc.messages import Invalid, RequestId, classify, valid_id
+from convmgr.jsonrpc.outbound import Outbound
+from convmgr.jsonrpc.sequencer import KeyedSequencer
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,13 @@ class Connection:
         *,
         framing: Framing | None = None,
         max_message_bytes: int = 16 << 20,
+        too_large_code: int = ErrorCode.INTERNAL_ERROR,
     ) -> None:
         self._in_fd = in_fd
         self.max_message_bytes = max_message_bytes
-        self.outbound = Outbound(out_fd, max_response_bytes=max_message_bytes)
+        self.outbound = Outbound(
+            out_fd, max_response_bytes=max_message_bytes, too_large_code=too_large_code
+        )
         self._decoder = AutoDecoder(max_message_bytes, framing)
         if framing is not None:
             self.outbound.framing = framing

@@ -12,10 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from convmgr.core.errors import ConversationNotFound
-from convmgr.core.records import ConversationRecord, Item, preview_of, utc_now
-from convmgr.protocol.base import ConversationId, WireModel
-from convmgr.protocol.items import HistoryItem
+from convmgr.dialects.convmgr.base import ConversationId, WireModel
+from convmgr.dialects.convmgr.items import HistoryItem
+from convmgr.model import ConversationNotFound, ConversationRecord, Item, preview_of, utc_now
 from convmgr.store.base import ConversationStore
 
 FORMAT_VERSION = 1

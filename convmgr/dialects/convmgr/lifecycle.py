@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from convmgr.protocol.base import WireModel
+from convmgr.dialects.convmgr.base import WireModel
 
 
 class ClientInfo(WireModel):

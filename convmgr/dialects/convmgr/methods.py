@@ -5,8 +5,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import to_json
 
-from convmgr.protocol.base import MAX_INT, ConversationId, WireModel
-from convmgr.protocol.items import HistoryItem, TextContent
+from convmgr.dialects.convmgr.base import MAX_INT, ConversationId, WireModel
+from convmgr.dialects.convmgr.items import HistoryItem, TextContent
 
 # --- conversations ---------------------------------------------------------
 

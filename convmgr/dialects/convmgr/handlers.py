@@ -10,36 +10,37 @@ import anyio
 from anyio.abc import TaskGroup
 
 from convmgr import __version__
-from convmgr.core.errors import (
+from convmgr.core.manager import ConversationManager
+from convmgr.dialects.convmgr.errors import ConvmgrCode, ErrorCode
+from convmgr.dialects.convmgr.translate import conversation_info, session_configured, settings_of
+from convmgr.jsonrpc.connection import Connection, Deferred
+from convmgr.jsonrpc.errors import RpcError
+from convmgr.jsonrpc.messages import non_finite_path
+from convmgr.model import (
     ConversationBusy,
     ConversationError,
     ConversationExists,
     ConversationLocked,
     ConversationNotFound,
+    ConversationSettings,
     InvalidArgument,
     Overloaded,
     StorageFailed,
+    TurnSettings,
 )
-from convmgr.core.manager import ConversationManager
-from convmgr.core.settings import ConversationSettings, TurnSettings
-from convmgr.protocol.errors import ErrorCode
 from convmgr.providers.registry import ProviderRegistry
-from convmgr.rpc.connection import Connection, Deferred
-from convmgr.rpc.errors import RpcError
-from convmgr.rpc.messages import non_finite_path
 from convmgr.store.base import ConversationStore
-from convmgr.translate import conversation_info, session_configured, settings_of
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from convmgr.protocol import methods as m
+    from convmgr.dialects.convmgr import methods as m
 else:
 
     class _LazyMethods:
-        """Stands for convmgr.protocol.methods until first used, then replaces itself.
+        """Stands for convmgr.dialects.convmgr.methods until first used, then replaces itself.
 
         pydantic and the conversation models cost ~90 ms to import and build:
         `initialize` is answered without them (see Server.warm_up).
@@ -47,7 +48,7 @@ else:
 
         def __getattr__(self, name: str) -> Any:
             global m
-            from convmgr.protocol import methods
+            from convmgr.dialects.convmgr import methods
 
             m = methods
             return getattr(methods, name)
@@ -56,14 +57,14 @@ else:
 
 P = TypeVar("P", bound="BaseModel")
 
-_ERROR_CODES: dict[type[ConversationError], ErrorCode] = {
-    ConversationNotFound: ErrorCode.CONVERSATION_NOT_FOUND,
-    ConversationBusy: ErrorCode.CONVERSATION_BUSY,
-    ConversationExists: ErrorCode.CONVERSATION_EXISTS,
-    ConversationLocked: ErrorCode.CONVERSATION_LOCKED,
-    Overloaded: ErrorCode.OVERLOADED,
+_ERROR_CODES: dict[type[ConversationError], int] = {
+    ConversationNotFound: ConvmgrCode.CONVERSATION_NOT_FOUND,
+    ConversationBusy: ConvmgrCode.CONVERSATION_BUSY,
+    ConversationExists: ConvmgrCode.CONVERSATION_EXISTS,
+    ConversationLocked: ConvmgrCode.CONVERSATION_LOCKED,
+    Overloaded: ConvmgrCode.OVERLOADED,
     InvalidArgument: ErrorCode.INVALID_PARAMS,
-    StorageFailed: ErrorCode.STORAGE_FAILED,
+    StorageFailed: ConvmgrCode.STORAGE_FAILED,
 }
 
 
@@ -281,7 +282,7 @@ class Server:
         """`initialize`: once, optional."""
         check_finite(params)
         if not _plain_initialize_params(params):
-            from convmgr.protocol.lifecycle import InitializeParams
+            from convmgr.dialects.convmgr.lifecycle import InitializeParams
 
             parse(InitializeParams, params)
         if self.initialized:
@@ -335,7 +336,7 @@ class Server:
         """After the first answer is written, build the conversation methods' validators."""
         await self._first_request.wait()
         await self.conn.outbound.flush()
-        from convmgr.protocol import methods
+        from convmgr.dialects.convmgr import methods
 
         for model in (
             methods.NewConversationParams,

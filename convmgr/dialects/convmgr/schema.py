@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from convmgr.protocol import events, lifecycle, methods
-from convmgr.protocol.items import HistoryItem
+from convmgr.dialects.convmgr import events, lifecycle, methods
+from convmgr.dialects.convmgr.items import HistoryItem
 
 # method -> (params model, result model); None: no params.
 METHODS: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {

@@ -1,0 +1,1 @@
+"""The protocol dialects a client can speak to convmgr, over one manager."""
