@@ -12,7 +12,8 @@ import anyio
 
 from convmgr.core.manager import ConversationManager
 from convmgr.dialects.convmgr.errors import ConvmgrCode
-from convmgr.dialects.convmgr.handlers import EventWriter, ServeOptions, Server
+from convmgr.dialects.convmgr.handlers import ServeOptions, Server
+from convmgr.dialects.convmgr.notifications import EventWriter
 from convmgr.jsonrpc.connection import Connection
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
@@ -96,7 +97,10 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(conn.outbound.run)
             async with ConversationManager(
-                store, providers, EventWriter(conn), max_conversations=args.max_conversations
+                store,
+                providers,
+                EventWriter(conn.outbound),
+                max_conversations=args.max_conversations,
             ) as manager:
                 server = Server(conn, manager, providers, store, options)
                 tg.start_soon(server.watch_signals)

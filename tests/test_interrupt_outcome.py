@@ -1,10 +1,10 @@
 """`interruptConversation` answers true exactly when the turn will end `turnAborted`."""
 
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 import pytest
+from recorder import Recorder
 
 from convmgr.core.manager import ConversationManager
 from convmgr.model import ConversationRecord, ConversationSettings, Item, TurnSettings
@@ -28,28 +28,9 @@ class GatedCommitStore(MemoryStore):
         await super().commit_turn(record, items)
 
 
-class Events:
-    """A sink that records event types per conversation."""
-
-    def __init__(self) -> None:
-        self.types: list[str] = []
-        self.terminal = anyio.Event()
-
-    def emit(self, conversation_id: str, seq: int, turn_id: str | None, event: Any) -> None:
-        self.types.append(event["type"])
-        if event["type"] in ("turnComplete", "turnAborted", "turnFailed"):
-            self.terminal.set()
-
-    def congested(self) -> bool:
-        return False
-
-    async def wait_ready(self) -> None:
-        return None
-
-
 async def test_interrupt_while_the_finished_turn_is_saved_answers_false() -> None:
     store = GatedCommitStore()
-    events = Events()
+    events = Recorder()
     async with ConversationManager(store, ProviderRegistry.echo_only(), events) as manager:
         await manager.new_conversation("c", ConversationSettings())
         manager.send_user_turn("c", ["all the words"], TurnSettings())
@@ -58,21 +39,21 @@ async def test_interrupt_while_the_finished_turn_is_saved_answers_false() -> Non
         interrupted = manager.interrupt("c")
         store.gate.set()
         assert interrupted is False
-        await events.terminal.wait()
-        assert events.types[-1] == "turnComplete"
+        await events.wait_for("c", "turnComplete")
+        assert events.types("c")[-1] == "turnComplete"
         await manager.close_all()
 
 
 async def test_interrupt_before_the_turn_ends_answers_true_and_aborts() -> None:
     store = GatedCommitStore()
     store.gate.set()
-    events = Events()
+    events = Recorder()
     async with ConversationManager(store, ProviderRegistry.echo_only(), events) as manager:
         await manager.new_conversation("c", ConversationSettings())
         manager.send_user_turn("c", ["words"], TurnSettings())
         # The turn's task has not run yet: the interrupt lands before any output.
         assert manager.interrupt("c") is True
         assert manager.interrupt("c") is False  # already stopping
-        await events.terminal.wait()
-        assert events.types[-1] == "turnAborted"
+        await events.wait_for("c", "turnAborted")
+        assert events.types("c")[-1] == "turnAborted"
         await manager.close_all()

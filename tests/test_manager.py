@@ -1,13 +1,11 @@
 """ConversationManager in process, on the memory store, with a recording event sink."""
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import anyio
 import pytest
+from recorder import Recorder
 
 from convmgr.core.manager import ConversationManager
-from convmgr.dialects.convmgr.events import ConversationEventParams
 from convmgr.model import (
     ConversationBusy,
     ConversationExists,
@@ -22,45 +20,6 @@ from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    """An event sink that keeps every event and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._changed = anyio.Event()
-
-    def emit(
-        self, conversation_id: str, seq: int, turn_id: str | None, event: dict[str, Any]
-    ) -> None:
-        params = {"conversationId": conversation_id, "seq": seq, "turnId": turn_id, "event": event}
-        ConversationEventParams.model_validate(params)
-        self.events.append(params)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def congested(self) -> bool:
-        return False
-
-    async def wait_ready(self) -> None:
-        return None
-
-    def types(self, conversation_id: str) -> list[str]:
-        return [e["event"]["type"] for e in self.events if e["conversationId"] == conversation_id]
-
-    async def wait_for(self, conversation_id: str, event_type: str, nth: int = 1) -> dict[str, Any]:
-        """The nth event of that type in that conversation, once it has been emitted."""
-        with anyio.fail_after(5):
-            while True:
-                found = [
-                    e
-                    for e in self.events
-                    if e["conversationId"] == conversation_id and e["event"]["type"] == event_type
-                ]
-                if len(found) >= nth:
-                    return found[nth - 1]
-                await self._changed.wait()
 
 
 @pytest.fixture
@@ -78,7 +37,7 @@ async def test_new_get_and_turn(env: tuple[ConversationManager, Recorder, Memory
     assert (record.provider, record.model, record.instructions) == ("echo", "echo", "be brief")
     manager.send_user_turn("c1", ["hello  big", "world"], TurnSettings())
     done = await rec.wait_for("c1", "turnComplete")
-    assert done["event"]["lastAgentMessage"] == "hello  big\nworld"
+    assert done["lastAgentMessage"] == "hello  big\nworld"
     assert rec.types("c1") == [
         "turnStarted",
         "agentMessageDelta",
@@ -107,7 +66,7 @@ async def test_echo_deltas_concatenate_to_the_input(
     text = "  lead\tand  trailing \n "
     manager.send_user_turn("c", [text], TurnSettings())
     await rec.wait_for("c", "turnComplete")
-    deltas = [e["event"]["delta"] for e in rec.events if e["event"]["type"] == "agentMessageDelta"]
+    deltas = [e["delta"] for e in rec.of("c") if e["type"] == "agentMessageDelta"]
     assert deltas == ["  lead\t", "and  ", "trailing \n "]
 
 
@@ -119,7 +78,7 @@ async def test_empty_input_gives_no_delta(
     manager.send_user_turn("c", [""], TurnSettings())
     done = await rec.wait_for("c", "turnComplete")
     assert "agentMessageDelta" not in rec.types("c")
-    assert done["event"]["lastAgentMessage"] == ""
+    assert done["lastAgentMessage"] == ""
 
 
 async def test_errors(env: tuple[ConversationManager, Recorder, MemoryStore]) -> None:
@@ -159,7 +118,7 @@ async def test_interrupt_and_remove(env: tuple[ConversationManager, Recorder, Me
     await rec.wait_for("c", "agentMessageDelta")
     assert manager.interrupt("c") is True
     aborted = await rec.wait_for("c", "turnAborted")
-    assert aborted["event"]["reason"] == "interrupted"
+    assert aborted["reason"] == "interrupted"
     assert manager.interrupt("c") is False
     manager.send_user_turn("c", ["w " * 1_000_000], TurnSettings())
     assert await manager.remove_conversation("c", delete_history=False) is True

@@ -30,9 +30,9 @@ from fake_openai import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recorder import Recorder
 
 from convmgr.core.manager import ConversationManager
-from convmgr.dialects.convmgr.events import ConversationEventParams
 from convmgr.model import ConversationSettings, TurnSettings, message_item
 from convmgr.providers import sse
 from convmgr.providers.base import ProviderError, TextDelta, TurnRequest
@@ -215,48 +215,6 @@ def test_an_event_is_refused_exactly_when_it_is_larger_than_the_limit(
 
 
 # --- through the manager --------------------------------------------------------
-
-
-class Recorder:
-    """An event sink that keeps every event, in order, and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._changed = anyio.Event()
-
-    def emit(
-        self, conversation_id: str, seq: int, turn_id: str | None, event: dict[str, Any]
-    ) -> None:
-        params = {"conversationId": conversation_id, "seq": seq, "turnId": turn_id, "event": event}
-        ConversationEventParams.model_validate(params)
-        self.events.append(params)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def congested(self) -> bool:
-        return False
-
-    async def wait_ready(self) -> None:
-        return None
-
-    def of(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The events of one conversation."""
-        return [e["event"] for e in self.events if e["conversationId"] == conversation_id]
-
-    def index(self, conversation_id: str, event_type: str) -> int:
-        """Where the first event of that type in that conversation is in the whole record."""
-        for n, e in enumerate(self.events):
-            if e["conversationId"] == conversation_id and e["event"]["type"] == event_type:
-                return n
-        raise AssertionError(f"no {event_type} in {conversation_id}")
-
-    async def wait_for(self, conversation_id: str, event_type: str) -> dict[str, Any]:
-        """The first event of that type in that conversation, once it has been emitted."""
-        while True:
-            for event in self.of(conversation_id):
-                if event["type"] == event_type:
-                    return event
-            await self._changed.wait()
 
 
 def _config(tmp_path: Path, server: FakeOpenAI) -> Path:

@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 import pytest
 from fake_openai import FakeOpenAI, Reply, Request, responses_event, sse_bytes
+from recorder import Recorder
 
 from convmgr.core.manager import ConversationManager
-from convmgr.dialects.convmgr.events import ConversationEventParams
 from convmgr.model import ConversationSettings, TurnSettings
 from convmgr.providers.config import load_registry
 from convmgr.store.memory import MemoryStore
@@ -36,41 +36,6 @@ ODD_KEY = "sk-Hj5\\Wq'8Zr\"3Lm6Yc"
 def leaks(text: str, key: str = KEY) -> list[str]:
     """The pieces of the key (8 characters or more) that the text shows."""
     return [key[i : i + 8] for i in range(len(key) - 7) if key[i : i + 8] in text]
-
-
-class Recorder:
-    """An event sink that keeps every event and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._changed = anyio.Event()
-
-    def emit(
-        self, conversation_id: str, seq: int, turn_id: str | None, event: dict[str, Any]
-    ) -> None:
-        params = {"conversationId": conversation_id, "seq": seq, "turnId": turn_id, "event": event}
-        ConversationEventParams.model_validate(params)
-        self.events.append(params)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def congested(self) -> bool:
-        return False
-
-    async def wait_ready(self) -> None:
-        return None
-
-    def of(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The events of one conversation."""
-        return [e["event"] for e in self.events if e["conversationId"] == conversation_id]
-
-    async def wait_for(self, conversation_id: str, event_type: str) -> dict[str, Any]:
-        """The first event of that type in that conversation, once it has been emitted."""
-        while True:
-            for event in self.of(conversation_id):
-                if event["type"] == event_type:
-                    return event
-            await self._changed.wait()
 
 
 # --- what the providers answer ----------------------------------------------------

@@ -3,15 +3,15 @@
 import logging
 import uuid
 from collections.abc import Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from convmgr.core.conversation import Conversation, EventSink, Turn
+from convmgr.core.conversation import Conversation, Turn
+from convmgr.core.events import AbortReason, EventSink, ShutdownComplete
+from convmgr.core.turn import TurnRun
 from convmgr.model import (
     ConversationBusy,
     ConversationExists,
@@ -21,21 +21,14 @@ from convmgr.model import (
     Item,
     Overloaded,
     TurnSettings,
-    message_item,
     preview_of,
     truncate_after_dropping_last_messages,
     utc_now,
 )
-from convmgr.providers.base import (
-    ProviderError,
-    ReasoningDelta,
-    Retrying,
-    TextDelta,
-    TurnRequest,
-    Usage,
-)
+from convmgr.providers.base import TurnRequest
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
+from convmgr.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +119,8 @@ class ConversationManager:
     ) -> list[Item]:
         """A slice of a conversation's completed history."""
         conv = self._loaded.get(conversation_id)
-        if conv is not None and conv.items is not None:
-            end = None if limit is None else offset + limit
-            return conv.items[offset:end]
-        return await self.store.read_items(conversation_id, offset, limit)
+        store = self.store if conv is None else conv.store
+        return await store.read_items(conversation_id, offset, limit)
 
     async def list_conversations(
         self, cursor: str | None, limit: int
@@ -203,7 +194,7 @@ class ConversationManager:
             # Shielded: a lease taken must be matched by a loaded conversation.
             with anyio.CancelScope(shield=True):
                 await self.store.acquire(conversation_id)
-                self._loaded[conversation_id] = Conversation(record, self._sink)
+                self._loaded[conversation_id] = Conversation(record, self._sink, self.store)
         finally:
             self._reserved.discard(conversation_id)
         return record
@@ -253,7 +244,10 @@ class ConversationManager:
         with anyio.CancelScope(shield=True):
             try:
                 if record.ephemeral:
-                    conv = Conversation(record, self._sink, items)
+                    # Its own store: never written to disk, never listed.
+                    private = MemoryStore()
+                    await private.create(record, items)
+                    conv = Conversation(replace(record), self._sink, private)
                 else:
                     # A stored conversation with this id that is not loaded also counts as taken.
                     if drop_last_messages is not None and forked_from is not None:
@@ -261,7 +255,7 @@ class ConversationManager:
                     else:
                         await self.store.create(record, items)
                     await self.store.acquire(conversation_id)
-                    conv = Conversation(replace(record), self._sink)
+                    conv = Conversation(replace(record), self._sink, self.store)
                 self._loaded[conversation_id] = conv
             finally:
                 self._reserved.discard(conversation_id)
@@ -288,23 +282,23 @@ class ConversationManager:
                     await self.store.delete(conversation_id)
         return True
 
-    async def _close(self, conv: Conversation, reason: str) -> None:
+    async def _close(self, conv: Conversation, reason: AbortReason) -> None:
         turn = conv.turn
         if turn is not None:
             turn.abort(reason)
             await turn.done.wait()
         if self._loaded.get(conv.conversation_id) is conv:
             del self._loaded[conv.conversation_id]
-            conv.emit(None, {"type": "shutdownComplete"})
+            conv.emit(None, ShutdownComplete())
             conv.record.last_seq = conv.seq
 
-    def abort_all(self, reason: str) -> None:
+    def abort_all(self, reason: AbortReason) -> None:
         """Abort every running turn."""
         for conv in self._loaded.values():
             if conv.turn is not None:
                 conv.turn.abort(reason)
 
-    async def close_all(self, reason: str = "shutdown") -> None:
+    async def close_all(self, reason: AbortReason = "shutdown") -> None:
         """Abort every turn and end every loaded conversation; no new turns start after."""
         self._closed = True
         self.abort_all(reason)
@@ -349,7 +343,7 @@ class ConversationManager:
             raise ConversationBusy(conversation_id)
         if self._closed:
             raise Overloaded("the server is shutting down")
-        self.providers.get(conv.record.provider)  # fails early if it was unconfigured
+        provider = self.providers.get(conv.record.provider)  # fails early if unconfigured
         turn = Turn(str(uuid.uuid4()))
         conv.turn = turn
         input_text = "\n".join(texts)
@@ -364,9 +358,8 @@ class ConversationManager:
             max_output_tokens=settings.max_output_tokens or conv.record.max_output_tokens,
         )
         assert self._task_group is not None
-        self._task_group.start_soon(
-            self._run_turn, conv, turn, request, name=f"turn {turn.turn_id}"
-        )
+        run = TurnRun(conv, turn, request, provider, conv.store, self._sink)
+        self._task_group.start_soon(run.run, name=f"turn {turn.turn_id}")
         return turn.turn_id
 
     def _require(self, conversation_id: str) -> Conversation:
@@ -374,124 +367,3 @@ class ConversationManager:
         if conv is None:
             raise ConversationNotFound(conversation_id)
         return conv
-
-    async def _run_turn(self, conv: Conversation, turn: Turn, request: TurnRequest) -> None:
-        turn_id = turn.turn_id
-        sink = self._sink
-        provider = self.providers.get(conv.record.provider)
-        user_item = message_item("user", request.input_text)
-        text: list[str] = []
-        reasoning: list[str] = []
-        usage: Usage | None = None
-        failure: dict[str, Any] | None = None
-        conv.emit(turn_id, {"type": "turnStarted"})
-        with turn.scope:
-            try:
-                if provider.needs_history:
-                    prior = await self.read_history(conv.conversation_id)
-                    request = replace(request, history=[*prior, user_item])
-                # aclosing: an abort landing between two events closes the stream
-                # (an HTTP response) now, not when the generator is collected.
-                async with aclosing(provider.stream(request)) as events:
-                    async for event in events:
-                        if type(event) is TextDelta:
-                            text.append(event.text)
-                            if sink.congested():
-                                await sink.wait_ready()
-                            conv.emit(turn_id, {"type": "agentMessageDelta", "delta": event.text})
-                        elif type(event) is ReasoningDelta:
-                            reasoning.append(event.text)
-                            if sink.congested():
-                                await sink.wait_ready()
-                            conv.emit(turn_id, {"type": "reasoningDelta", "delta": event.text})
-                        elif type(event) is Usage:
-                            usage = event
-                        elif type(event) is Retrying:
-                            # The failed attempt's deltas are void: start the text over.
-                            text.clear()
-                            reasoning.clear()
-                            conv.emit(
-                                turn_id,
-                                {
-                                    "type": "streamError",
-                                    "message": event.message,
-                                    "attempt": event.attempt,
-                                    "retryInMs": event.retry_in_ms,
-                                },
-                            )
-            except ProviderError as exc:
-                failure = {"message": exc.message}
-                if exc.code is not None:
-                    failure["code"] = exc.code
-            except Exception:
-                log.exception("turn %s of %s failed", turn_id, conv.conversation_id)
-                failure = {"message": "internal error in the turn", "code": "internal"}
-        # Saving and the terminal event must happen even while being cancelled.
-        with anyio.CancelScope(shield=True):
-            await self._finish_turn(conv, turn, user_item, text, reasoning, usage, failure)
-
-    async def _finish_turn(
-        self,
-        conv: Conversation,
-        turn: Turn,
-        user_item: Item,
-        text: list[str],
-        reasoning: list[str],
-        usage: Usage | None,
-        failure: dict[str, Any] | None,
-    ) -> None:
-        # Decided here, before the first await: an interrupt that comes while the
-        # turn is saved must answer false, as the turn will not end aborted.
-        turn.settled = True
-        reply = "".join(text)
-        items: list[Item] = [user_item]
-        finals: list[dict[str, Any]]
-        if turn.scope.cancel_called:
-            # What the client already saw of an aborted reply is kept.
-            if reasoning:
-                items.append({"type": "reasoning", "text": "".join(reasoning)})
-            if reply:
-                items.append(message_item("assistant", reply))
-            finals = [{"type": "turnAborted", "reason": turn.abort_reason}]
-        elif failure is not None:
-            finals = [{"type": "turnFailed", "error": failure}]
-        else:
-            if reasoning:
-                items.append({"type": "reasoning", "text": "".join(reasoning)})
-            items.append(message_item("assistant", reply))
-            finals = [{"type": "agentMessage", "text": reply}]
-            if usage is not None:
-                finals.append(
-                    {
-                        "type": "tokenUsage",
-                        "inputTokens": usage.input_tokens,
-                        "outputTokens": usage.output_tokens,
-                        "totalTokens": usage.total_tokens,
-                    }
-                )
-            finals.append({"type": "turnComplete", "lastAgentMessage": reply})
-        record = conv.record
-        old = (record.updated_at, record.history_length, record.last_seq, record.preview)
-        record.updated_at = utc_now()
-        record.history_length += len(items)
-        record.last_seq = conv.seq + len(finals)
-        if record.preview is None:
-            record.preview = preview_of(items)
-        try:
-            if conv.items is not None:
-                conv.items.extend(items)
-            else:
-                await self.store.commit_turn(record, items)
-        except Exception as exc:
-            log.exception("could not save turn %s of %s", turn.turn_id, conv.conversation_id)
-            record.updated_at, record.history_length, record.last_seq, record.preview = old
-            finals = [
-                {
-                    "type": "turnFailed",
-                    "error": {"message": f"could not save the turn: {exc}", "code": "store"},
-                }
-            ]
-        for event in finals:
-            conv.emit(turn.turn_id, event)
-        conv.turn = None
-        turn.done.set()

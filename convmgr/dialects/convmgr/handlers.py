@@ -164,38 +164,6 @@ def rpc_error(exc: ConversationError) -> RpcError:
     return RpcError(_ERROR_CODES.get(type(exc), ErrorCode.INTERNAL_ERROR), exc.message, exc.data)
 
 
-class EventWriter:
-    """The manager's event sink: conversation/event notifications on the connection."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._outbound = connection.outbound
-
-    def emit(
-        self, conversation_id: str, seq: int, turn_id: str | None, event: dict[str, Any]
-    ) -> None:
-        """Queue a conversation/event notification."""
-        self._outbound.send(
-            {
-                "jsonrpc": "2.0",
-                "method": "conversation/event",
-                "params": {
-                    "conversationId": conversation_id,
-                    "seq": seq,
-                    "turnId": turn_id,
-                    "event": event,
-                },
-            }
-        )
-
-    def congested(self) -> bool:
-        """Whether more output is queued than a streaming turn may add to."""
-        return self._outbound.congested()
-
-    async def wait_ready(self) -> None:
-        """Backpressure: wait while the client is behind."""
-        await self._outbound.wait_ready()
-
-
 class Server:
     """Binds the protocol's methods to a ConversationManager over a Connection.
 

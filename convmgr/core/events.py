@@ -1,0 +1,113 @@
+"""What the core tells a conversation's client: typed events, and the sink they go to.
+
+The core never builds wire messages; each dialect translates these events in
+one place (the convmgr dialect into `conversation/event` notifications).
+"""
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+AbortReason = Literal["interrupted", "removed", "shutdown", "leaseLost"]
+
+
+@dataclass(slots=True)
+class TurnStarted:
+    """A turn began."""
+
+
+@dataclass(slots=True)
+class AgentMessageDelta:
+    """A piece of the reply."""
+
+    delta: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning."""
+
+    delta: str
+
+
+@dataclass(slots=True)
+class AgentMessage:
+    """The whole text of one model call: the authoritative reply."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Token counts the provider reported for the turn."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+@dataclass(slots=True)
+class StreamError:
+    """The provider failed and the model call starts over: its deltas so far are void."""
+
+    message: str
+    attempt: int
+    retry_in_ms: int
+
+
+@dataclass(slots=True)
+class TurnComplete:
+    """The turn ended normally."""
+
+    last_agent_message: str
+
+
+@dataclass(slots=True)
+class TurnAborted:
+    """The turn was stopped."""
+
+    reason: AbortReason
+
+
+@dataclass(slots=True)
+class TurnFailed:
+    """The turn ended with an error."""
+
+    message: str
+    code: str | None = None
+
+
+@dataclass(slots=True)
+class ShutdownComplete:
+    """The last event of a removed or shut-down conversation."""
+
+
+Event = (
+    TurnStarted
+    | AgentMessageDelta
+    | ReasoningDelta
+    | AgentMessage
+    | TokenUsage
+    | StreamError
+    | TurnComplete
+    | TurnAborted
+    | TurnFailed
+    | ShutdownComplete
+)
+
+TERMINAL = (TurnComplete, TurnAborted, TurnFailed)
+
+
+class EventSink(Protocol):
+    """Where the manager sends conversation events (a dialect writes them out)."""
+
+    def emit(self, conversation_id: str, seq: int, turn_id: str | None, event: Event) -> None:
+        """Queue one event for the client, in order."""
+        ...
+
+    def congested(self) -> bool:
+        """Whether the client is behind (then wait_ready() before emitting more)."""
+        ...
+
+    async def wait_ready(self) -> None:
+        """Return when the client keeps up: backpressure for streaming turns."""
+        ...
