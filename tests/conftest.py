@@ -8,7 +8,6 @@ from store_kinds import STORE_KINDS, new_store
 
 from convmgr.store.base import ConversationStore
 
-
 # No per-example deadline: under CPU load a slow example is not a failure.
 settings.register_profile("convmgr", deadline=None)
 settings.load_profile("convmgr")

@@ -26,6 +26,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
+from convmgr.core.errors import StorageFailed
 from convmgr.core.records import Item
 from convmgr.store.commit_process import HEADER
 
@@ -259,7 +260,10 @@ class CommitProcess:
             return
         jobs = self._in_flight.popleft()
         for job, error in zip(jobs, message, strict=True):
-            if error is not None:
+            if isinstance(error, tuple):
+                reason, detail = error
+                job.error = StorageFailed(reason, detail)
+            elif error is not None:
                 job.error = CommitError(error)
             _deliver(job)
 
