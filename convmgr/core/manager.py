@@ -250,11 +250,14 @@ class ConversationManager:
                     conv = Conversation(replace(record), self._sink, private)
                 else:
                     # A stored conversation with this id that is not loaded also counts as taken.
+                    # The lease is taken in the same transaction: a failure (a full
+                    # disk) leaves nothing stored, so a retry is not told "exists".
                     if drop_last_messages is not None and forked_from is not None:
-                        await self.store.fork_history(forked_from, record, drop_last_messages)
+                        await self.store.fork_history(
+                            forked_from, record, drop_last_messages, lease=True
+                        )
                     else:
-                        await self.store.create(record, items)
-                    await self.store.acquire(conversation_id)
+                        await self.store.create(record, items, lease=True)
                     conv = Conversation(replace(record), self._sink, self.store)
                 self._loaded[conversation_id] = conv
             finally:

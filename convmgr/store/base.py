@@ -26,8 +26,15 @@ class ConversationStore(Protocol):
         """Flush pending writes and release every lease this process holds."""
         ...
 
-    async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
-        """Store a new conversation with its initial history; ConversationExists if taken."""
+    async def create(
+        self, record: ConversationRecord, items: Sequence[Item], *, lease: bool = False
+    ) -> None:
+        """Store a new conversation with its initial history; ConversationExists if taken.
+
+        With lease, also take this process's lease on it (as acquire does), in
+        the same transaction: a failure leaves neither the conversation nor a lease.
+        A storage failure raises StorageFailed, with nothing written.
+        """
         ...
 
     async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
@@ -43,7 +50,12 @@ class ConversationStore(Protocol):
         ...
 
     async def fork_history(
-        self, source_id: str, record: ConversationRecord, drop_last_messages: int
+        self,
+        source_id: str,
+        record: ConversationRecord,
+        drop_last_messages: int,
+        *,
+        lease: bool = False,
     ) -> int:
         """Create `record`'s conversation (as create does) with the source's history, truncated.
 
@@ -53,7 +65,7 @@ class ConversationStore(Protocol):
         Sets record.history_length and record.preview (the first kept user
         message) to what was stored, and returns the new history length.
         ConversationExists if the record's id is taken, ConversationNotFound if
-        the source is not stored.
+        the source is not stored. `lease` as for create.
         """
         ...
 
@@ -64,7 +76,11 @@ class ConversationStore(Protocol):
     async def read_items(
         self, conversation_id: str, offset: int = 0, limit: int | None = None
     ) -> list[Item]:
-        """History items [offset, offset + limit) in order; all from offset when limit is None."""
+        """History items [offset, offset + limit) in order; all from offset when limit is None.
+
+        Any offset and limit up to 2**63 - 1 work. A cancelled caller does not
+        wait for a read to finish.
+        """
         ...
 
     async def list(

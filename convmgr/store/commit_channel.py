@@ -26,7 +26,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from convmgr.model import Item
+from convmgr.model import Item, StorageFailed
 from convmgr.store.commit_process import HEADER
 
 # One turn as sent: conversation id, summary values (sqlite_rows._summary), items.
@@ -259,7 +259,10 @@ class CommitProcess:
             return
         jobs = self._in_flight.popleft()
         for job, error in zip(jobs, message, strict=True):
-            if error is not None:
+            if isinstance(error, tuple):
+                reason, detail = error
+                job.error = StorageFailed(reason, detail)
+            elif error is not None:
                 job.error = CommitError(error)
             _deliver(job)
 

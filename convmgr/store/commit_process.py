@@ -8,8 +8,9 @@ work never competes with the event loop for the GIL. Frames on both pipes are a
 same interpreter). The first frame written is ("ready", pid); each frame read
 is a list of turns, each (conversation id, summary values, items), and is
 answered by a list of the same length: None for a committed turn, else the
-error's message. The process ends at the end of its input, or when its parent
-is gone (whoever waited for the answers is gone too).
+error's message, or (reason, message) for a storage failure (sqlite_errors).
+The process ends at the end of its input, or when its parent is gone
+(whoever waited for the answers is gone too).
 """
 
 import marshal
@@ -21,9 +22,13 @@ import sys
 from typing import Any
 
 from convmgr.store.sqlite_commit import BUSY_TIMEOUT_MS, TurnRows, commit_turns, configure
+from convmgr.store.sqlite_errors import storage_reason
 from convmgr.store.sqlite_rows import _item_rows
 
 HEADER = struct.Struct("<I")
+
+# A turn's answer: None (committed), the error's message, or (reason, message).
+Answer = str | tuple[str, str] | None
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:
@@ -46,11 +51,17 @@ def _write_frame(fd: int, value: Any) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _answer(conn: sqlite3.Connection, turns: list[Any]) -> list[str | None]:
-    """Commit a frame's turns; each one's error message, or None."""
+def _describe(error: Exception) -> Answer:
+    """A failed turn's answer: the message, with the reason when the storage failed."""
+    reason = storage_reason(error)
+    return str(error) if reason is None else (reason, str(error))
+
+
+def _answer(conn: sqlite3.Connection, turns: list[Any]) -> list[Answer]:
+    """Commit a frame's turns; each one's answer (see the module)."""
     # Items are encoded here, off the server's event loop; a turn that does
     # not encode fails alone, as it would on the store's thread.
-    answers: list[str | None] = [None] * len(turns)
+    answers: list[Answer] = [None] * len(turns)
     encoded: list[TurnRows] = []
     positions: list[int] = []
     for n, (cid, summary, items) in enumerate(turns):
@@ -66,7 +77,7 @@ def _answer(conn: sqlite3.Connection, turns: list[Any]) -> list[str | None]:
         errors = [exc] * len(encoded)
     for n, error in zip(positions, errors, strict=True):
         if error is not None:
-            answers[n] = str(error)
+            answers[n] = _describe(error)
     return answers
 
 

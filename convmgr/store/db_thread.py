@@ -1,11 +1,14 @@
 """The database thread: one thread that runs a store's jobs in order.
 
 Jobs that queue up while the thread is busy may be handed over together (a
-batch), so that one transaction can hold many of them.
+batch), so that one transaction can hold many of them. A job given an
+`interrupt` function (a read) is abandoned by a cancelled caller: dropped if
+it has not started, interrupted if it is running.
 """
 
 import asyncio
 import queue
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -16,6 +19,9 @@ import anyio
 import anyio.to_thread
 
 T = TypeVar("T")
+
+# An interruptible job's state; the others never leave _QUEUED.
+_QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 
 
 class _Job:
@@ -33,15 +39,28 @@ class _Job:
         "error",
         "event",
         "func",
+        "interrupt",
+        "interrupted",
         "loop",
         "result",
+        "state",
         "waiter",
     )
 
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], batchable: bool) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        batchable: bool,
+        interrupt: Callable[[], None] | None = None,
+    ) -> None:
         self.func = func
         self.args = args
         self.batchable = batchable
+        # Stops the job's running statement (thread-safe); None: runs to the end.
+        self.interrupt = interrupt
+        self.state = _QUEUED  # guarded by _DbThread._lock (interruptible jobs only)
+        self.interrupted = False
         self.result: Any = None
         self.error: BaseException | None = None
         # The asyncio caller's loop and the future it awaits; the thread wakes
@@ -80,24 +99,39 @@ class _DbThread:
         # Batchable jobs of the current loop pass, not yet handed over (see call).
         # A store is used from one event loop at a time, so no lock.
         self._pending: list[_Job] = []
+        # Guards the state of interruptible jobs, so that an interrupt reaches
+        # the job it is meant for and never the one after it (a write).
+        self._lock = threading.Lock()
+        # Interruptible jobs abandoned by their callers: stopped by an interrupt
+        # while running, and dropped before they started.
+        self.interrupted = 0
+        self.dropped = 0
         # A daemon: a process that exits without close() must not hang on it;
         # WAL makes an interrupted transaction vanish as if never begun.
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
-    async def call(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
+    async def call(
+        self,
+        func: Callable[..., T],
+        *args: Any,
+        batchable: bool = False,
+        interrupt: Callable[[], None] | None = None,
+    ) -> T:
         """Run func(*args) on the thread and return its result (or raise its error).
 
         With batchable, func([job, ...]) runs instead, for this job and its
-        neighbours (see the class); the job's args are in job.args.
+        neighbours (see the class); the job's args are in job.args. With
+        interrupt (read-only jobs only), a cancelled caller abandons the job.
         """
-        job = _Job(func, args, batchable)
+        job = _Job(func, args, batchable, interrupt)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        # Once queued the job runs to the end; the caller waits for it even when
-        # cancelled, so it never mistakes a committed write for an abandoned one.
+        # Once queued a job without `interrupt` runs to the end; the caller
+        # waits for it even when cancelled, so it never mistakes a committed
+        # write for an abandoned one.
         if loop is None:
             # Not asyncio (trio): block a helper thread on the event instead.
             job.event = threading.Event()
@@ -126,6 +160,10 @@ class _DbThread:
         try:
             await waiter
         except asyncio.CancelledError:
+            if interrupt is not None:
+                # A read: nothing to wait for, its outcome is of no use now.
+                self.abandon(job)
+                raise
             if not job.delivered:
                 job.waiter = waiter = loop.create_future()
                 with anyio.CancelScope(shield=True):
@@ -133,6 +171,28 @@ class _DbThread:
             raise
         result = job.outcome()
         return cast(T, result)
+
+    def post(
+        self, func: Callable[..., Any], *args: Any, interrupt: Callable[[], None] | None = None
+    ) -> _Job:
+        """Queue func(*args) with nobody waiting for it; the job, for abandon()."""
+        job = _Job(func, args, False, interrupt)
+        self._flush()
+        self._queue.put(job)
+        return job
+
+    def abandon(self, job: _Job) -> None:
+        """Drop an interruptible job that has not started, or interrupt it if running."""
+        if job.interrupt is None:
+            raise ValueError("only a job given an interrupt function can be abandoned")
+        with self._lock:
+            if job.state == _QUEUED:
+                job.state = _DROPPED
+                self.dropped += 1
+            elif job.state == _RUNNING and not job.interrupted:
+                job.interrupted = True
+                # Under the lock: the thread cannot have moved on to the next job.
+                job.interrupt()
 
     def stop(self) -> None:
         """End the thread after the jobs already queued."""
@@ -156,6 +216,10 @@ class _DbThread:
                 batch = entry
             elif entry.batchable:
                 batch = [entry]
+            elif entry.interrupt is not None:
+                if self._run_interruptible(entry):
+                    _wake([entry])
+                continue
             else:
                 _run_job(entry)
                 _wake([entry])
@@ -174,6 +238,21 @@ class _DbThread:
                     break
             _run_batch(batch)
             _wake(batch)
+
+    def _run_interruptible(self, job: _Job) -> bool:
+        """Run an interruptible job unless it was dropped; whether it ran."""
+        with self._lock:
+            if job.state == _DROPPED:
+                return False
+            job.state = _RUNNING
+        _run_job(job)
+        with self._lock:
+            job.state = _DONE
+            # SQLite ends an interrupted statement with SQLITE_INTERRUPT.
+            code = getattr(job.error, "sqlite_errorcode", None)
+            if job.interrupted and code == sqlite3.SQLITE_INTERRUPT:
+                self.interrupted += 1
+        return True
 
 
 def _wake(jobs: list[_Job]) -> None:

@@ -51,8 +51,10 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to flush."""
 
-    async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
-        """Store a new conversation."""
+    async def create(
+        self, record: ConversationRecord, items: Sequence[Item], *, lease: bool = False
+    ) -> None:
+        """Store a new conversation (one process: no lease to take)."""
         if record.conversation_id in self._records:
             raise ConversationExists(record.conversation_id)
         self._records[record.conversation_id] = replace(record)
@@ -82,7 +84,12 @@ class MemoryStore:
             bisect.insort(self._order, (record.updated_at, record.conversation_id))
 
     async def fork_history(
-        self, source_id: str, record: ConversationRecord, drop_last_messages: int
+        self,
+        source_id: str,
+        record: ConversationRecord,
+        drop_last_messages: int,
+        *,
+        lease: bool = False,
     ) -> int:
         """Create the fork from a truncated copy of the source's items."""
         if source_id not in self._records:

@@ -6,6 +6,11 @@ while the thread is busy go into one transaction (group commit), so many
 conversations finishing turns at once cost one hop and one commit. History
 items are one row each, keyed by (conversation_id, idx): reading the tail of a
 long history is an index range scan, never a full read.
+
+Every SQLite error that is a storage failure (a full disk, an I/O error, a
+corrupt file, a database locked for too long) reaches callers as StorageFailed.
+A store that fails PRAGMA quick_check, run on the thread right after open(),
+refuses every later operation as corrupt.
 """
 
 import builtins
@@ -30,6 +35,7 @@ from convmgr.model import (
     ConversationNotFound,
     ConversationRecord,
     Item,
+    StorageFailed,
     preview_of,
     utc_now,
 )
@@ -43,6 +49,7 @@ from convmgr.store.sqlite_commit import (
     configure,
     write_transaction,
 )
+from convmgr.store.sqlite_errors import storage_failed, storage_reason
 from convmgr.store.sqlite_rows import (
     _COLUMNS,
     _SUMMARY_SET,
@@ -58,6 +65,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+# The largest integer SQLite stores (signed 64-bit).
+_INT64_MAX: Final = 2**63 - 1
 
 # Tokens of the stores open in this process: a lease row with our pid is alive
 # exactly when its token is here (two stores in one process, as in tests).
@@ -83,6 +93,10 @@ class SqliteStore:
         self._committer: CommitProcess | None = None
         self._conn: sqlite3.Connection | None = None
         self._thread: _DbThread | None = None
+        # What PRAGMA quick_check found wrong (None: nothing, or not run yet),
+        # and its job while queued or running (close() abandons it).
+        self._corrupt: str | None = None
+        self._check_job: _Job | None = None
         # Identifies this store's leases; the pid alone could be reused after a crash.
         self._token = secrets.token_hex(16)
         self._pid = os.getpid()
@@ -96,15 +110,39 @@ class SqliteStore:
 
     # --- plumbing -----------------------------------------------------------
 
-    async def _run(self, func: Callable[..., T], *args: Any, batchable: bool = False) -> T:
-        """Run blocking database work on the store's thread."""
-        if self._thread is None:
+    async def _run(
+        self, func: Callable[..., T], *args: Any, batchable: bool = False, read: bool = False
+    ) -> T:
+        """Run blocking database work on the store's thread; StorageFailed for storage errors.
+
+        A read (read=True: func writes nothing) is abandoned when the caller is
+        cancelled: interrupted if running, dropped if not started yet.
+        """
+        thread = self._thread
+        if thread is None:
             raise StoreClosedError(f"store {self.path} is not open")
-        return await self._thread.call(func, *args, batchable=batchable)
+        try:
+            return await thread.call(
+                func, *args, batchable=batchable, interrupt=self._interrupt if read else None
+            )
+        except sqlite3.Error as exc:
+            # The one place where the store's SQLite errors become the protocol's.
+            failed = storage_failed(exc)
+            if failed is None:
+                raise
+            raise failed from exc
+
+    def _interrupt(self) -> None:
+        """Stop the statement running on the connection (called from the event loop)."""
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreClosedError(f"store {self.path} is not open")
+        if self._corrupt is not None:
+            raise StorageFailed("corrupt", self._corrupt)
         return self._conn
 
     # --- open / close ---------------------------------------------------------
@@ -113,13 +151,16 @@ class SqliteStore:
         """Create the file if needed, switch to WAL and run migrations; StoreOpenError if not."""
         if self._thread is not None:
             return
-        self._thread = _DbThread(f"convmgr-store-{self.path.name}")
+        self._thread = thread = _DbThread(f"convmgr-store-{self.path.name}")
         try:
             await self._run(self._open_sync)
         except BaseException:
-            self._thread.stop()
+            thread.stop()
             self._thread = None
             raise
+        # Checked on the thread, not awaited: the first answer (initialize) does
+        # not wait for it, and every store operation queues behind it.
+        self._check_job = thread.post(self._quick_check_sync, interrupt=self._interrupt)
         if self._commit_process_wanted:
             # Started now, so that it is ready (~40 ms) before the first turn ends.
             self._committer = CommitProcess.start(self.path)
@@ -149,6 +190,29 @@ class SqliteStore:
             raise
         self._conn = conn
         _LIVE_TOKENS.add(self._token)
+
+    def _quick_check_sync(self) -> None:
+        """PRAGMA quick_check; marks the store corrupt (see _db) when it fails."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            # The first problem is enough: the store is refused whatever it is.
+            found = [str(row[0]) for row in conn.execute("PRAGMA quick_check(1)")]
+        except sqlite3.Error as exc:
+            if storage_reason(exc) != "corrupt":
+                # Interrupted by close(), or locked: not a finding about the file.
+                log.debug("store %s: quick_check did not finish: %s", self.path, exc)
+                return
+            found = [str(exc)]
+        if found != ["ok"]:
+            self._corrupt = f"store file is damaged ({'; '.join(found)[:200]})"
+            log.error(
+                "store %s is corrupt (PRAGMA quick_check: %s); every store request will "
+                "fail with reason 'corrupt': restore the file from a backup",
+                self.path,
+                "; ".join(found)[:500],
+            )
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         """WAL, synchronous mode and migrations on a fresh connection."""
@@ -207,10 +271,16 @@ class SqliteStore:
         except OSError as exc:
             raise StoreOpenError(f"cannot open store {path}: {exc.strerror or exc}") from exc
         if st is None:
+            # SQLite would create a dangling link's target itself, with the
+            # umask's mode (0644) instead of owner-only, wherever it points.
+            SqliteStore._refuse_dangling_link(path)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
-                return  # another process created it meanwhile; SQLite handles the race
+                # Another process created it meanwhile (SQLite handles that race),
+                # or a link was put there meanwhile.
+                SqliteStore._refuse_dangling_link(path)
+                return
             except OSError as exc:
                 raise StoreOpenError(f"cannot create store {path}: {exc.strerror or exc}") from exc
             os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask
@@ -229,6 +299,18 @@ class SqliteStore:
             raise StoreOpenError(f"store {path} is not a SQLite database")
         if not os.access(path, os.R_OK | os.W_OK):
             raise StoreOpenError(f"store {path} is not writable")
+
+    @staticmethod
+    def _refuse_dangling_link(path: Path) -> None:
+        """StoreOpenError when path is a symbolic link to nothing."""
+        if path.is_symlink() and not path.exists():
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            raise StoreOpenError(
+                f"store {path} is a symbolic link to {target}, which does not exist"
+            )
 
     def _check_foreign(self, conn: sqlite3.Connection) -> None:
         """StoreOpenError when the database has tables but not ours."""
@@ -271,6 +353,10 @@ class SqliteStore:
                 await committer.aclose()
         thread, self._thread = self._thread, None
         if thread is not None:
+            check, self._check_job = self._check_job, None
+            if check is not None:
+                # A long quick_check must not hold up the exit (SIGTERM: < 1 s).
+                thread.abandon(check)
             try:
                 await thread.call(self._close_sync)
             finally:
@@ -282,6 +368,10 @@ class SqliteStore:
             return
         self._conn = None
         _LIVE_TOKENS.discard(self._token)
+        if self._corrupt is not None:
+            # Write nothing more into a damaged file (it took no lease of ours).
+            conn.close()
+            return
         try:
             with write_transaction(conn):
                 conn.execute("DELETE FROM leases WHERE owner_token = ?", (self._token,))
@@ -298,11 +388,18 @@ class SqliteStore:
 
     # --- conversations --------------------------------------------------------
 
-    async def create(self, record: ConversationRecord, items: Sequence[Item]) -> None:
-        """Store a new conversation with its initial history; ConversationExists if taken."""
-        await self._run(self._create_sync, record, _item_rows(items))
+    async def create(
+        self, record: ConversationRecord, items: Sequence[Item], *, lease: bool = False
+    ) -> None:
+        """Store a new conversation with its initial history; ConversationExists if taken.
 
-    def _create_sync(self, record: ConversationRecord, rows: list[tuple[str, int]]) -> None:
+        With lease, this process's lease is taken in the same transaction.
+        """
+        await self._run(self._create_sync, record, _item_rows(items), lease)
+
+    def _create_sync(
+        self, record: ConversationRecord, rows: list[tuple[str, int]], lease: bool
+    ) -> None:
         conn = self._db()
         cid = record.conversation_id
         with write_transaction(conn):
@@ -311,6 +408,8 @@ class SqliteStore:
                 "INSERT INTO items (conversation_id, idx, json, is_user) VALUES (?, ?, ?, ?)",
                 ((cid, idx, row, user) for idx, (row, user) in enumerate(rows)),
             )
+            if lease:
+                self._take_lease(conn, cid)
 
     @staticmethod
     def _insert_conversation(
@@ -343,23 +442,29 @@ class SqliteStore:
             raise ConversationExists(record.conversation_id) from exc
 
     async def fork_history(
-        self, source_id: str, record: ConversationRecord, drop_last_messages: int
+        self,
+        source_id: str,
+        record: ConversationRecord,
+        drop_last_messages: int,
+        *,
+        lease: bool = False,
     ) -> int:
         """Create the fork with a truncated copy of the source's items, inside the database.
 
         The cut is found on the partial index of user messages; the rows are
         copied by one INSERT ... SELECT. Sets record.history_length and
-        record.preview; ConversationExists / ConversationNotFound as the protocol says.
+        record.preview; ConversationExists / ConversationNotFound as the protocol
+        says. With lease, this process's lease is taken in the same transaction.
         """
         length, preview = await self._run(
-            self._fork_history_sync, source_id, replace(record), max(0, drop_last_messages)
+            self._fork_history_sync, source_id, replace(record), max(0, drop_last_messages), lease
         )
         record.history_length = length
         record.preview = preview
         return length
 
     def _fork_history_sync(
-        self, source_id: str, record: ConversationRecord, drop: int
+        self, source_id: str, record: ConversationRecord, drop: int, lease: bool
     ) -> tuple[int, str | None]:
         conn = self._db()
         with write_transaction(conn):
@@ -396,10 +501,15 @@ class SqliteStore:
                 "WHERE conversation_id = ? AND idx < ? ORDER BY idx",
                 (record.conversation_id, source_id, cut),
             )
+            if lease:
+                self._take_lease(conn, record.conversation_id)
         return cut, record.preview
 
     async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
         """Append one turn's items and save the record's summary, in one transaction."""
+        if self._corrupt is not None:
+            # The commit process does not know: refuse here, as the thread would.
+            raise StorageFailed("corrupt", self._corrupt)
         cid, summary = record.conversation_id, _summary(record)
         committer = self._committer
         if committer is not None and committer.usable:
@@ -444,7 +554,7 @@ class SqliteStore:
 
     async def get(self, conversation_id: str) -> ConversationRecord | None:
         """The stored record, or None."""
-        return await self._run(self._get_sync, conversation_id)
+        return await self._run(self._get_sync, conversation_id, read=True)
 
     def _get_sync(self, conversation_id: str) -> ConversationRecord | None:
         row = (
@@ -463,21 +573,21 @@ class SqliteStore:
         """History items [offset, offset + limit) in order; all from offset when limit is None."""
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("offset and limit must not be negative")
-        return await self._run(self._read_items_sync, conversation_id, offset, limit)
+        # Beyond SQLite's integers: nothing that far, or no limit at all.
+        if offset > _INT64_MAX:
+            return []
+        if limit is not None and limit > _INT64_MAX:
+            limit = None
+        return await self._run(self._read_items_sync, conversation_id, offset, limit, read=True)
 
     def _read_items_sync(self, conversation_id: str, offset: int, limit: int | None) -> list[Item]:
         conn = self._db()
-        if limit is None:
-            cursor = conn.execute(
-                "SELECT json FROM items WHERE conversation_id = ? AND idx >= ? ORDER BY idx",
-                (conversation_id, offset),
-            )
-        else:
-            cursor = conn.execute(
-                "SELECT json FROM items WHERE conversation_id = ? AND idx >= ? AND idx < ? "
-                "ORDER BY idx",
-                (conversation_id, offset, offset + limit),
-            )
+        # LIMIT, not idx < offset + limit: that sum overflows SQLite's 64-bit
+        # integers for a limit near 2**63 (and idx is dense, so both agree).
+        cursor = conn.execute(
+            "SELECT json FROM items WHERE conversation_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
+            (conversation_id, offset, -1 if limit is None else limit),
+        )
         loads = json.loads
         return [loads(row[0]) for row in cursor]
 
@@ -489,7 +599,7 @@ class SqliteStore:
         Raises ValueError for a cursor this store did not make.
         """
         after = None if cursor is None else decode_cursor(cursor)
-        return await self._run(self._list_sync, after, max(0, limit))
+        return await self._run(self._list_sync, after, max(0, limit), read=True)
 
     def _list_sync(
         self, after: tuple[str, str] | None, limit: int
@@ -548,15 +658,19 @@ class SqliteStore:
     def _acquire_sync(self, conversation_id: str) -> None:
         conn = self._db()
         with write_transaction(conn):
-            holder = self._foreign_holder(conn, conversation_id)
-            if holder is not None:
-                raise ConversationLocked(conversation_id, holder)
-            conn.execute(
-                "INSERT OR REPLACE INTO leases "
-                "(conversation_id, owner_pid, owner_token, owner_start, boot_id, acquired_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (conversation_id, self._pid, self._token, self._start, _BOOT_ID, utc_now()),
-            )
+            self._take_lease(conn, conversation_id)
+
+    def _take_lease(self, conn: sqlite3.Connection, conversation_id: str) -> None:
+        """Inside a write transaction: this store's lease row; ConversationLocked if held."""
+        holder = self._foreign_holder(conn, conversation_id)
+        if holder is not None:
+            raise ConversationLocked(conversation_id, holder)
+        conn.execute(
+            "INSERT OR REPLACE INTO leases "
+            "(conversation_id, owner_pid, owner_token, owner_start, boot_id, acquired_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (conversation_id, self._pid, self._token, self._start, _BOOT_ID, utc_now()),
+        )
 
     def _foreign_holder(self, conn: sqlite3.Connection, conversation_id: str) -> str | None:
         """'pid N' when a live owner other than this store holds the lease, else None."""
@@ -596,14 +710,22 @@ class SqliteStore:
 
     async def integrity_check(self) -> builtins.list[str]:
         """PRAGMA integrity_check's findings: ["ok"] for a sound database."""
-        return await self._run(self._integrity_check_sync)
+        return await self._run(self._integrity_check_sync, read=True)
 
     def _integrity_check_sync(self) -> builtins.list[str]:
-        return [str(row[0]) for row in self._db().execute("PRAGMA integrity_check")]
+        conn = self._conn  # not _db(): a corrupt store is what this is run on
+        if conn is None:
+            raise StoreClosedError(f"store {self.path} is not open")
+        try:
+            return [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+        except sqlite3.Error as exc:
+            if storage_reason(exc) != "corrupt":
+                raise
+            return [str(exc)]  # damage bad enough to stop the check is a finding too
 
     async def schema_version(self) -> int:
         """The schema version of the open store."""
-        return await self._run(self._schema_version_sync)
+        return await self._run(self._schema_version_sync, read=True)
 
     def _schema_version_sync(self) -> int:
         row = self._db().execute("SELECT version FROM schema_version").fetchone()
