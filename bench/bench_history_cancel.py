@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = """
 import sys
 import anyio
-from convmgr.model import ConversationRecord, message_item, utc_now
+from convmgr.model import ConversationRecord, ConversationSettings, message_item, utc_now
 from convmgr.store.sqlite import SqliteStore
 
 async def main(path, n):
@@ -38,7 +38,8 @@ async def main(path, n):
                           f"item {i}: " + "some words of a conversation " * 4)
              for i in range(n)]
     now = utc_now()
-    record = ConversationRecord(conversation_id="big", provider="echo", model="echo",
+    record = ConversationRecord(conversation_id="big",
+                                settings=ConversationSettings(provider="echo", model="echo"),
                                 created_at=now, updated_at=now, history_length=n)
     await store.create(record, items)
     await store.close()

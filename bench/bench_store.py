@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from convmgr.model import ConversationRecord, message_item, utc_now
+from convmgr.model import ConversationRecord, ConversationSettings, message_item, utc_now
 from convmgr.store.sqlite import SqliteStore
 
 BIG = "big-conversation"
@@ -148,8 +148,7 @@ async def fork_child(path: Path, new_id: str, drop: int) -> None:
     now = utc_now()
     record = ConversationRecord(
         conversation_id=new_id,
-        provider="echo",
-        model="echo",
+        settings=ConversationSettings(provider="echo", model="echo"),
         created_at=now,
         updated_at=now,
         forked_from=BIG,
@@ -233,8 +232,7 @@ async def bench_commits(
         for n in range(50):
             record = ConversationRecord(
                 conversation_id=f"c{n}",
-                provider="echo",
-                model="echo",
+                settings=ConversationSettings(provider="echo", model="echo"),
                 created_at=utc_now(),
                 updated_at=utc_now(),
             )

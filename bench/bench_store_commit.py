@@ -21,7 +21,13 @@ from pathlib import Path
 
 import anyio
 
-from convmgr.model import ConversationRecord, message_item, preview_of, utc_now
+from convmgr.model import (
+    ConversationRecord,
+    ConversationSettings,
+    message_item,
+    preview_of,
+    utc_now,
+)
 from convmgr.store.sqlite import SqliteStore
 
 
@@ -29,7 +35,10 @@ def record(cid: str) -> ConversationRecord:
     """A fresh conversation record as newConversation makes it."""
     now = utc_now()
     return ConversationRecord(
-        conversation_id=cid, provider="echo", model="echo", created_at=now, updated_at=now
+        conversation_id=cid,
+        settings=ConversationSettings(provider="echo", model="echo"),
+        created_at=now,
+        updated_at=now,
     )
 
 

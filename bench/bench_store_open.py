@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = """
 import sys
 import anyio
-from convmgr.model import ConversationRecord, message_item, utc_now
+from convmgr.model import ConversationRecord, ConversationSettings, message_item, utc_now
 from convmgr.store.sqlite import SqliteStore
 
 async def main(path, conversations, n):
@@ -41,8 +41,9 @@ async def main(path, conversations, n):
                               f"item {i}: " + "some words of a conversation " * 4)
                  for i in range(n)]
         now = utc_now()
-        record = ConversationRecord(conversation_id=f"conv-{c}", provider="echo",
-                                    model="echo", created_at=now, updated_at=now,
+        record = ConversationRecord(conversation_id=f"conv-{c}",
+                                    settings=ConversationSettings(provider="echo", model="echo"),
+                                    created_at=now, updated_at=now,
                                     history_length=n)
         await store.create(record, items)
     await store.close()

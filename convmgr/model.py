@@ -21,27 +21,6 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(slots=True)
-class ConversationRecord:
-    """Everything about a conversation but its history items."""
-
-    conversation_id: str
-    provider: str
-    model: str
-    instructions: str | None = None
-    cwd: str | None = None
-    metadata: dict[str, Any] | None = None
-    ephemeral: bool = False
-    temperature: float | None = None
-    max_output_tokens: int | None = None
-    created_at: str = ""
-    updated_at: str = ""
-    forked_from: str | None = None
-    history_length: int = 0
-    last_seq: int = 0
-    preview: str | None = None
-
-
 def user_text(item: Item) -> str | None:
     """The text of a user message item, or None for any other item."""
     if item.get("type") != "message" or item.get("role") != "user":
@@ -65,7 +44,12 @@ def message_item(role: str, text: str) -> Item:
 
 @dataclass(slots=True, frozen=True)
 class ConversationSettings:
-    """Client-given settings; None means "not given" (use the default or the source's)."""
+    """A conversation's settings: the one list of them. None means "not given".
+
+    Everything else derives from this class: the store keeps the given fields
+    as one JSON object, export writes them, overrides overlay them, and the
+    wire's params name the same fields (in camelCase).
+    """
 
     provider: str | None = None
     model: str | None = None
@@ -76,30 +60,55 @@ class ConversationSettings:
     temperature: float | None = None
     max_output_tokens: int | None = None
 
-    @classmethod
-    def of_record(cls, record: ConversationRecord) -> "ConversationSettings":
-        """The settings a stored conversation was made with (what a fork starts from)."""
-        return cls(
-            provider=record.provider,
-            model=record.model,
-            instructions=record.instructions,
-            cwd=record.cwd,
-            metadata=record.metadata,
-            ephemeral=record.ephemeral,
-            temperature=record.temperature,
-            max_output_tokens=record.max_output_tokens,
-        )
-
     def overlay(self, overrides: "ConversationSettings | None") -> "ConversationSettings":
         """These settings with every field `overrides` gives replaced."""
         if overrides is None:
             return self
-        given = {
-            f.name: getattr(overrides, f.name)
-            for f in fields(overrides)
-            if getattr(overrides, f.name) is not None
+        return replace(self, **overrides.given())
+
+    def given(self) -> dict[str, Any]:
+        """The fields that are set, by name (the stored and exported form)."""
+        return {
+            name: value for name in SETTINGS_FIELDS if (value := getattr(self, name)) is not None
         }
-        return replace(self, **given)
+
+    @classmethod
+    def from_given(cls, values: dict[str, Any]) -> "ConversationSettings":
+        """Settings from given(): unknown names (a newer version's) are left out."""
+        return cls(**{name: values[name] for name in SETTINGS_FIELDS if name in values})
+
+
+SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ConversationSettings))
+
+
+@dataclass(slots=True)
+class ConversationRecord:
+    """Everything about a conversation but its history items."""
+
+    conversation_id: str
+    # Resolved: provider and model are always set.
+    settings: ConversationSettings
+    created_at: str = ""
+    updated_at: str = ""
+    forked_from: str | None = None
+    history_length: int = 0
+    last_seq: int = 0
+    preview: str | None = None
+
+    @property
+    def provider(self) -> str:
+        """The provider's name."""
+        return self.settings.provider or ""
+
+    @property
+    def model(self) -> str:
+        """The model's name."""
+        return self.settings.model or ""
+
+    @property
+    def ephemeral(self) -> bool:
+        """Whether the conversation is never stored."""
+        return bool(self.settings.ephemeral)
 
 
 @dataclass(slots=True, frozen=True)

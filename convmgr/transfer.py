@@ -7,14 +7,24 @@ history item in its wire shape.
 
 import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from convmgr.dialects.convmgr.base import ConversationId, WireModel
+from convmgr.dialects.convmgr.base import ConversationId
 from convmgr.dialects.convmgr.items import HistoryItem
-from convmgr.model import ConversationNotFound, ConversationRecord, Item, preview_of, utc_now
+from convmgr.dialects.convmgr.methods import ConversationSettingsParams
+from convmgr.dialects.convmgr.translate import settings_of
+from convmgr.model import (
+    SETTINGS_FIELDS,
+    ConversationNotFound,
+    ConversationRecord,
+    Item,
+    preview_of,
+    utc_now,
+)
 from convmgr.store.base import ConversationStore
 
 FORMAT_VERSION = 1
@@ -23,7 +33,7 @@ FORMAT_VERSION = 1
 EXPORT_PAGE = 1000
 
 
-class ConversationHeader(WireModel):
+class ConversationHeader(ConversationSettingsParams):
     """The first line of an export: a conversation's settings and summary."""
 
     type: Literal["conversation"]
@@ -31,11 +41,6 @@ class ConversationHeader(WireModel):
     conversation_id: ConversationId
     provider: str
     model: str
-    instructions: str | None = None
-    cwd: str | None = None
-    metadata: dict[str, Any] | None = None
-    temperature: float | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
     created_at: str | None = None
     updated_at: str | None = None
     forked_from: str | None = None
@@ -56,15 +61,7 @@ class ConversationHeader(WireModel):
         return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_HEADER_FIELDS = (
-    "conversation_id",
-    "provider",
-    "model",
-    "instructions",
-    "cwd",
-    "metadata",
-    "temperature",
-    "max_output_tokens",
+_SUMMARY_FIELDS = (
     "created_at",
     "updated_at",
     "forked_from",
@@ -72,6 +69,12 @@ _HEADER_FIELDS = (
     "last_seq",
     "preview",
 )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
 
 _item_adapter: TypeAdapter[Any] | None = None
 _id_adapter: TypeAdapter[str] | None = None
@@ -94,10 +97,16 @@ def _ids() -> TypeAdapter[str]:
 
 def header_of(record: ConversationRecord) -> dict[str, Any]:
     """The export header line of a record, camelCase as on the wire."""
-    header: dict[str, Any] = {"type": "conversation", "formatVersion": FORMAT_VERSION}
-    for name in _HEADER_FIELDS:
-        head, *rest = name.split("_")
-        header[head + "".join(part.title() for part in rest)] = getattr(record, name)
+    header: dict[str, Any] = {
+        "type": "conversation",
+        "formatVersion": FORMAT_VERSION,
+        "conversationId": record.conversation_id,
+    }
+    for name in SETTINGS_FIELDS:
+        if name != "ephemeral":  # an exported conversation is a stored one
+            header[_camel(name)] = getattr(record.settings, name)
+    for name in _SUMMARY_FIELDS:
+        header[_camel(name)] = getattr(record, name)
     return header
 
 
@@ -175,14 +184,8 @@ async def import_conversation(
     now = utc_now()
     record = ConversationRecord(
         conversation_id=conversation_id or header.conversation_id,
-        provider=header.provider,
-        model=header.model,
-        instructions=header.instructions,
-        cwd=header.cwd,
-        metadata=header.metadata,
-        ephemeral=False,  # an imported conversation is a stored one by definition
-        temperature=header.temperature,
-        max_output_tokens=header.max_output_tokens,
+        # An imported conversation is a stored one by definition.
+        settings=replace(settings_of(header), ephemeral=None),
         created_at=header.created_at or now,
         updated_at=header.updated_at or header.created_at or now,
         forked_from=header.forked_from,

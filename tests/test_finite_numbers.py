@@ -50,8 +50,8 @@ def test_a_non_finite_value_stored_by_an_older_version_is_read_as_null(
     assert first.wait() == 0
     with sqlite3.connect(store) as db:
         db.execute(
-            "UPDATE conversations SET metadata = ? WHERE conversation_id = 'c'",
-            ('{"a": NaN, "b": -Infinity}',),
+            "UPDATE conversations SET settings = ? WHERE conversation_id = 'c'",
+            ('{"provider": "echo", "model": "echo", "metadata": {"a": NaN, "b": -Infinity}}',),
         )
     db.close()
     # The test client parses strictly: a NaN or Infinity on stdout fails the read.

@@ -34,7 +34,11 @@ async def env() -> AsyncIterator[tuple[ConversationManager, Recorder, MemoryStor
 async def test_new_get_and_turn(env: tuple[ConversationManager, Recorder, MemoryStore]) -> None:
     manager, rec, _ = env
     record = await manager.new_conversation("c1", ConversationSettings(instructions="be brief"))
-    assert (record.provider, record.model, record.instructions) == ("echo", "echo", "be brief")
+    assert (record.provider, record.model, record.settings.instructions) == (
+        "echo",
+        "echo",
+        "be brief",
+    )
     manager.send_user_turn("c1", ["hello  big", "world"], TurnSettings())
     done = await rec.wait_for("c1", "turnComplete")
     assert done["lastAgentMessage"] == "hello  big\nworld"
@@ -143,7 +147,7 @@ async def test_fork_drops_last_user_messages(
     fork = await manager.fork_conversation(
         "src", None, 2, ConversationSettings(instructions="forked"), "f1"
     )
-    assert (fork.forked_from, fork.model, fork.instructions) == ("src", "m1", "forked")
+    assert (fork.forked_from, fork.model, fork.settings.instructions) == ("src", "m1", "forked")
     assert await manager.read_history("f1") == [
         message_item("user", "one"),
         message_item("assistant", "one"),

@@ -8,7 +8,7 @@ from convmgr.core.manager import ConversationView
 from convmgr.dialects.convmgr.methods import ConversationInfo, NewConversationResult
 from convmgr.dialects.convmgr.schema import all_schemas, render
 from convmgr.dialects.convmgr.translate import conversation_info, session_configured
-from convmgr.model import ConversationRecord
+from convmgr.model import ConversationRecord, ConversationSettings
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -29,9 +29,9 @@ def test_no_stale_schema_files() -> None:
 def test_hand_built_results_fit_the_models() -> None:
     record = ConversationRecord(
         conversation_id="c1",
-        provider="echo",
-        model="echo",
-        metadata={"error": 1, "result": 2},
+        settings=ConversationSettings(
+            provider="echo", model="echo", metadata={"error": 1, "result": 2}
+        ),
         created_at="2026-01-01T00:00:00.000000Z",
         updated_at="2026-01-01T00:00:00.000000Z",
     )

@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 
-from convmgr.model import ConversationRecord, Item, is_user_message, message_item, utc_now
-from convmgr.store.sqlite import SqliteStore, _dump, _item_rows
+from convmgr.model import (
+    ConversationRecord,
+    ConversationSettings,
+    Item,
+    is_user_message,
+    message_item,
+    utc_now,
+)
+from convmgr.store.sqlite import SqliteStore
 from convmgr.store.sqlite_commit import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT_PAGES
+from convmgr.store.sqlite_rows import _dump, _item_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +83,10 @@ def test_item_rows_mark_user_messages_as_history_does() -> None:
 def make_record(cid: str) -> ConversationRecord:
     now = utc_now()
     return ConversationRecord(
-        conversation_id=cid, provider="echo", model="echo-1", created_at=now, updated_at=now
+        conversation_id=cid,
+        settings=ConversationSettings(provider="echo", model="echo-1"),
+        created_at=now,
+        updated_at=now,
     )
 
 

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from client import TERMINAL, text_input
 
-from convmgr.model import ConversationRecord, Item, message_item, utc_now
+from convmgr.model import ConversationRecord, ConversationSettings, Item, message_item, utc_now
 from convmgr.store.commit_channel import CommitError, CommitProcess, CommitProcessUnavailable
 from convmgr.store.sqlite import SqliteStore
 
@@ -27,7 +27,10 @@ linux_only = pytest.mark.skipif(
 def make_record(cid: str) -> ConversationRecord:
     now = utc_now()
     return ConversationRecord(
-        conversation_id=cid, provider="echo", model="echo-1", created_at=now, updated_at=now
+        conversation_id=cid,
+        settings=ConversationSettings(provider="echo", model="echo-1"),
+        created_at=now,
+        updated_at=now,
     )
 
 

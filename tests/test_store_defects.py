@@ -50,8 +50,7 @@ def make_record(cid: str, items: list[Item] | None = None) -> ConversationRecord
     now = utc_now()
     return ConversationRecord(
         conversation_id=cid,
-        provider="echo",
-        model="echo-1",
+        settings=ConversationSettings(provider="echo", model="echo-1"),
         created_at=now,
         updated_at=now,
         history_length=len(items or []),

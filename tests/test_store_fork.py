@@ -3,6 +3,7 @@
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,7 @@ async def test_save_records_saves_summaries_not_history(store: ConversationStore
         records.append(record)
     first, second, third = records
     first.last_seq = 41
-    first.model = "other-model"
-    first.metadata = {"k": "é"}
+    first.settings = replace(first.settings, model="other-model", metadata={"k": "é"})
     second.last_seq = 7
     second.updated_at = "2999-01-01T00:00:00.000000Z"
     second.history_length = 999  # not the store's business: rows are the truth
@@ -56,7 +56,7 @@ async def test_save_records_saves_summaries_not_history(store: ConversationStore
     await store.save_records([first, ghost, second])
     stored_first = await store.get("c0")
     assert stored_first is not None
-    assert (stored_first.last_seq, stored_first.model, stored_first.metadata) == (
+    assert (stored_first.last_seq, stored_first.model, stored_first.settings.metadata) == (
         41,
         "other-model",
         {"k": "é"},
@@ -357,7 +357,7 @@ async def test_fork_of_stored_conversation_does_not_read_its_history(
     fork = await manager.fork_conversation("src", None, 2, ConversationSettings(), "f")
     assert store.whole_reads == 0
     assert (fork.history_length, fork.preview, fork.forked_from) == (2, "one", "src")
-    assert fork.instructions == "be brief"
+    assert fork.settings.instructions == "be brief"
     assert await manager.read_history("f") == [
         message_item("user", "one"),
         message_item("assistant", "one"),

@@ -16,9 +16,11 @@ import anyio
 import pytest
 
 from convmgr.model import (
+    SETTINGS_FIELDS,
     ConversationExists,
     ConversationLocked,
     ConversationRecord,
+    ConversationSettings,
     Item,
     message_item,
     preview_of,
@@ -42,15 +44,17 @@ def make_record(cid: str, items: list[Item] | None = None, **fields: object) -> 
     now = utc_now()
     record = ConversationRecord(
         conversation_id=cid,
-        provider="echo",
-        model="echo-1",
+        settings=ConversationSettings(provider="echo", model="echo-1"),
         created_at=now,
         updated_at=now,
         history_length=len(items or []),
         preview=preview_of(items or []),
     )
     for name, value in fields.items():
-        setattr(record, name, value)
+        if name in SETTINGS_FIELDS:
+            record.settings = replace(record.settings, **{name: value})
+        else:
+            setattr(record, name, value)
     return record
 
 
@@ -550,7 +554,7 @@ async def test_records_are_copies(tmp_path: Path) -> None:
         await store.create(record, [])
         got = await store.get("c")
         assert got is not None
-        got.metadata = {"changed": True}
+        got.settings = replace(got.settings, metadata={"changed": True})
         assert await store.get("c") == replace(record)
     finally:
         await store.close()
@@ -586,13 +590,13 @@ async def test_queued_commits_share_a_transaction(sqlite_store: SqliteStore) -> 
 
     store._commit_batch_sync = spy  # type: ignore[method-assign]
     records = [make_record(f"c{n}") for n in range(20)]
-    records[7].provider = None  # type: ignore[assignment]  # violates NOT NULL: this turn fails
+    records[7].preview = {"not": "bindable"}  # type: ignore[assignment]  # this turn fails
     failures: list[str] = []
 
     async def commit(record: ConversationRecord) -> None:
         try:
             await add_turn(store, record, turn(1))
-        except sqlite3.IntegrityError:
+        except sqlite3.Error:
             failures.append(record.conversation_id)
 
     gate = threading.Event()
@@ -687,7 +691,7 @@ WRITER = textwrap.dedent(
     """
     import sys, anyio
     from pathlib import Path
-    from convmgr.model import ConversationRecord, message_item, utc_now
+    from convmgr.model import ConversationRecord, ConversationSettings, message_item, utc_now
     from convmgr.store.sqlite import SqliteStore
 
     async def main():
@@ -696,7 +700,8 @@ WRITER = textwrap.dedent(
         tag = sys.argv[2]
         records = []
         for n in range(4):
-            record = ConversationRecord(f"{tag}-{n}", "echo", "echo", created_at=utc_now())
+            settings = ConversationSettings(provider="echo", model="echo")
+            record = ConversationRecord(f"{tag}-{n}", settings, created_at=utc_now())
             await store.create(record, [])
             records.append(record)
         n = 0

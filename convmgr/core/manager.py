@@ -32,8 +32,6 @@ from convmgr.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 
-_RESUME_OVERRIDES = ("model", "instructions", "cwd", "metadata", "temperature", "max_output_tokens")
-
 
 @dataclass(slots=True, frozen=True)
 class ConversationView:
@@ -160,7 +158,7 @@ class ConversationManager:
         if source_id is not None:
             source = await self.get_conversation(source_id)
             rec = source.record
-            base = ConversationSettings.of_record(rec)
+            base = rec.settings
             if not rec.ephemeral and not base.overlay(overrides).ephemeral:
                 # Copied inside the store: the source's history is never read here.
                 return await self._create(
@@ -183,14 +181,12 @@ class ConversationManager:
             record = await self.store.get(conversation_id)
             if record is None:
                 raise ConversationNotFound(conversation_id)
-            if overrides.provider is not None:
-                # Another provider starts from its own default model unless one is given.
-                record.provider = overrides.provider
-                record.model = self.providers.get(overrides.provider).default_model
             # A resumed conversation is a stored one: `ephemeral` is not an override here.
-            for name in _RESUME_OVERRIDES:
-                if getattr(overrides, name) is not None:
-                    setattr(record, name, getattr(overrides, name))
+            given = replace(overrides, ephemeral=None)
+            if given.provider is not None and given.model is None:
+                # Another provider starts from its own default model unless one is given.
+                given = replace(given, model=self.providers.get(given.provider).default_model)
+            record.settings = record.settings.overlay(given)
             # Shielded: a lease taken must be matched by a loaded conversation.
             with anyio.CancelScope(shield=True):
                 await self.store.acquire(conversation_id)
@@ -225,14 +221,12 @@ class ConversationManager:
         now = utc_now()
         record = ConversationRecord(
             conversation_id=conversation_id,
-            provider=provider.name,
-            model=settings.model or provider.default_model,
-            instructions=settings.instructions,
-            cwd=settings.cwd,
-            metadata=settings.metadata,
-            ephemeral=bool(settings.ephemeral),
-            temperature=settings.temperature,
-            max_output_tokens=settings.max_output_tokens,
+            settings=replace(
+                settings,
+                provider=provider.name,
+                model=settings.model or provider.default_model,
+                ephemeral=bool(settings.ephemeral),
+            ),
             created_at=now,
             updated_at=now,
             forked_from=forked_from,
@@ -350,15 +344,16 @@ class ConversationManager:
         turn = Turn(str(uuid.uuid4()))
         conv.turn = turn
         input_text = "\n".join(texts)
+        given = conv.record.settings
         request = TurnRequest(
             model=settings.model or conv.record.model,
-            instructions=conv.record.instructions,
+            instructions=given.instructions,
             history=(),
             input_text=input_text,
             temperature=settings.temperature
             if settings.temperature is not None
-            else conv.record.temperature,
-            max_output_tokens=settings.max_output_tokens or conv.record.max_output_tokens,
+            else given.temperature,
+            max_output_tokens=settings.max_output_tokens or given.max_output_tokens,
         )
         assert self._task_group is not None
         run = TurnRun(conv, turn, request, provider, conv.store, self._sink)

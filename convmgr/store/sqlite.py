@@ -53,9 +53,9 @@ from convmgr.store.sqlite_errors import storage_failed, storage_reason
 from convmgr.store.sqlite_rows import (
     _COLUMNS,
     _SUMMARY_SET,
-    _dump,
     _item_rows,
     _record_from_row,
+    _record_row,
     _summary,
 )
 from convmgr.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
@@ -68,6 +68,8 @@ SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
 # The largest integer SQLite stores (signed 64-bit).
 _INT64_MAX: Final = 2**63 - 1
+
+_PLACES: Final = ", ".join("?" * len(_COLUMNS.split(",")))
 
 # Tokens of the stores open in this process: a lease row with our pid is alive
 # exactly when its token is here (two stores in one process, as in tests).
@@ -418,25 +420,8 @@ class SqliteStore:
         """The conversations row of a new conversation; ConversationExists if taken."""
         try:
             conn.execute(
-                f"INSERT INTO conversations ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.conversation_id,
-                    record.provider,
-                    record.model,
-                    record.instructions,
-                    record.cwd,
-                    None if record.metadata is None else _dump(record.metadata),
-                    int(record.ephemeral),
-                    record.temperature,
-                    record.max_output_tokens,
-                    record.created_at,
-                    record.updated_at,
-                    record.forked_from,
-                    history_length,
-                    record.last_seq,
-                    record.preview,
-                ),
+                f"INSERT INTO conversations ({_COLUMNS}) VALUES ({_PLACES})",
+                _record_row(record, history_length),
             )
         except sqlite3.IntegrityError as exc:
             raise ConversationExists(record.conversation_id) from exc

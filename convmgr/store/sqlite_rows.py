@@ -1,37 +1,46 @@
 """Rows of the SQLite store: records to and from conversations rows, items to item rows.
 
-Item and metadata JSON is encoded here, with one encoder for the whole store.
+A conversation's settings are one JSON column (the fields it was given), so a
+new setting needs no new column. Item and settings JSON is encoded here, with
+one encoder for the whole store.
 """
 
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from convmgr.model import ConversationRecord, Item
+from convmgr.model import ConversationRecord, ConversationSettings, Item
 
 _COLUMNS: Final = (
-    "conversation_id, provider, model, instructions, cwd, metadata, ephemeral, temperature, "
-    "max_output_tokens, created_at, updated_at, forked_from, history_length, last_seq, preview"
+    "conversation_id, settings, created_at, updated_at, forked_from, history_length, "
+    "last_seq, preview"
 )
 
 
 def _record_from_row(row: Sequence[Any]) -> ConversationRecord:
     return ConversationRecord(
         conversation_id=row[0],
-        provider=row[1],
-        model=row[2],
-        instructions=row[3],
-        cwd=row[4],
-        metadata=None if row[5] is None else json.loads(row[5]),
-        ephemeral=bool(row[6]),
-        temperature=row[7],
-        max_output_tokens=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        forked_from=row[11],
-        history_length=row[12],
-        last_seq=row[13],
-        preview=row[14],
+        settings=ConversationSettings.from_given(json.loads(row[1])),
+        created_at=row[2],
+        updated_at=row[3],
+        forked_from=row[4],
+        history_length=row[5],
+        last_seq=row[6],
+        preview=row[7],
+    )
+
+
+def _record_row(record: ConversationRecord, history_length: int) -> tuple[Any, ...]:
+    """A new conversation's row, in _COLUMNS' order."""
+    return (
+        record.conversation_id,
+        _dump(record.settings.given()),
+        record.created_at,
+        record.updated_at,
+        record.forked_from,
+        history_length,
+        record.last_seq,
+        record.preview,
     )
 
 
@@ -85,21 +94,7 @@ def _summary(record: ConversationRecord) -> tuple[Any, ...]:
 
     Taken on the event loop: the record may change while the job waits.
     """
-    return (
-        record.provider,
-        record.model,
-        record.instructions,
-        record.cwd,
-        None if record.metadata is None else _dump(record.metadata),
-        record.temperature,
-        record.max_output_tokens,
-        record.updated_at,
-        record.last_seq,
-        record.preview,
-    )
+    return (_dump(record.settings.given()), record.updated_at, record.last_seq, record.preview)
 
 
-_SUMMARY_SET: Final = (
-    "provider = ?, model = ?, instructions = ?, cwd = ?, metadata = ?, temperature = ?, "
-    "max_output_tokens = ?, updated_at = ?, last_seq = ?, preview = ?"
-)
+_SUMMARY_SET: Final = "settings = ?, updated_at = ?, last_seq = ?, preview = ?"

@@ -61,5 +61,41 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX items_user ON items (conversation_id, idx) WHERE is_user = 1",
     ),
+    (
+        # A conversation's settings become one JSON object of the fields it was
+        # given, so that a new setting needs no migration. The table is rebuilt
+        # (SQLite before 3.35 cannot drop columns).
+        """
+        CREATE TABLE conversations_v3 (
+            conversation_id   TEXT PRIMARY KEY,
+            settings          TEXT NOT NULL,
+            created_at        TEXT NOT NULL,
+            updated_at        TEXT NOT NULL,
+            forked_from       TEXT,
+            history_length    INTEGER NOT NULL DEFAULT 0,
+            last_seq          INTEGER NOT NULL DEFAULT 0,
+            preview           TEXT
+        )
+        """,
+        """
+        INSERT INTO conversations_v3
+        SELECT conversation_id,
+               json_object(
+                   'provider', provider, 'model', model, 'instructions', instructions,
+                   'cwd', cwd,
+                   'metadata', CASE
+                       WHEN json_valid(metadata) THEN json(metadata)
+                       -- NaN and Infinity (stored by 1.0) are null, as they read back
+                       ELSE json(replace(replace(replace(metadata,
+                           '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
+                   END,
+                   'temperature', temperature, 'max_output_tokens', max_output_tokens),
+               created_at, updated_at, forked_from, history_length, last_seq, preview
+        FROM conversations
+        """,
+        "DROP TABLE conversations",
+        "ALTER TABLE conversations_v3 RENAME TO conversations",
+        "CREATE INDEX conversations_by_update ON conversations (updated_at, conversation_id)",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

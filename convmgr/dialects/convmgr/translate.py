@@ -7,7 +7,7 @@ is the hot path of every response, and tests check the dicts against the models.
 from typing import TYPE_CHECKING, Any
 
 from convmgr.core.manager import ConversationView
-from convmgr.model import ConversationRecord, ConversationSettings
+from convmgr.model import SETTINGS_FIELDS, ConversationRecord, ConversationSettings
 
 if TYPE_CHECKING:
     from convmgr.dialects.convmgr.methods import ConversationSettingsParams
@@ -21,8 +21,8 @@ def session_configured(record: ConversationRecord) -> dict[str, Any]:
             "conversationId": record.conversation_id,
             "provider": record.provider,
             "model": record.model,
-            "instructions": record.instructions,
-            "cwd": record.cwd,
+            "instructions": record.settings.instructions,
+            "cwd": record.settings.cwd,
             "createdAt": record.created_at,
             "forkedFrom": record.forked_from,
             "historyLength": record.history_length,
@@ -45,7 +45,7 @@ def conversation_info(view: ConversationView) -> dict[str, Any]:
         "historyLength": record.history_length,
         "lastSeq": record.last_seq,
         "preview": record.preview,
-        "metadata": record.metadata,
+        "metadata": record.settings.metadata,
     }
 
 
@@ -53,13 +53,5 @@ def settings_of(params: "ConversationSettingsParams | None") -> ConversationSett
     """The settings a params object gives (None where it gives nothing)."""
     if params is None:
         return ConversationSettings()
-    return ConversationSettings(
-        provider=params.provider,
-        model=params.model,
-        instructions=params.instructions,
-        cwd=params.cwd,
-        metadata=params.metadata,
-        ephemeral=params.ephemeral,
-        temperature=params.temperature,
-        max_output_tokens=params.max_output_tokens,
-    )
+    # The wire model names every setting (it is checked against SETTINGS_FIELDS).
+    return ConversationSettings(**{name: getattr(params, name) for name in SETTINGS_FIELDS})
