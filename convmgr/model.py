@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-# A history item in its wire shape (see protocol.base.HistoryItem): plain dicts
+# A history item in its wire shape (see dialects/convmgr/items.py): plain dicts
 # keep an idle conversation small and go to the wire and the store as they are.
 Item = dict[str, Any]
 

@@ -88,16 +88,6 @@ class ConversationManager:
         """The loaded conversation with that id, if any."""
         return self._loaded.get(conversation_id)
 
-    @property
-    def loaded_count(self) -> int:
-        """How many conversations are in memory."""
-        return len(self._loaded)
-
-    @property
-    def running_count(self) -> int:
-        """How many turns are running."""
-        return sum(1 for conv in self._loaded.values() if conv.turn is not None)
-
     def view(self, conv: Conversation) -> ConversationView:
         """A loaded conversation's client view."""
         return ConversationView(conv.record, True, conv.turn is not None)
