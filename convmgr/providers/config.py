@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
-from urllib.parse import urlsplit
 
 from convmgr.providers.base import Provider
 from convmgr.providers.echo import EchoProvider
 from convmgr.providers.http import HttpProviderSettings
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES
+from convmgr.providers.urls import check_base_url
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -227,16 +227,6 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
 def _is_number(value: object) -> TypeGuard[int | float]:
     """A finite int or float, not a bool (which pydantic would refuse for a float)."""
     return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
-
-
-def check_base_url(value: str) -> str:
-    """An http(s) URL with a host, without its trailing slash; ValueError otherwise."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or a fragment")
-    return value.rstrip("/")
 
 
 def load_registry(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from convmgr.providers.config import check_base_url
+from convmgr.providers.urls import check_base_url
 
 # Strict about unknown keys: a misspelt `max_retires` must be an error, not a
 # silently ignored setting.
