@@ -117,9 +117,10 @@ def parse_config(file: Path | str, data: bytes) -> ProvidersConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, [f"invalid TOML: {exc}"]) from None
     # Importing pydantic and building the models is a large part of start-up
-    # (docs/architecture.md): a file that is plainly valid is taken without them. The pydantic models stay the definition
-    # (and explain every error); tests check that the fast path never accepts
-    # what they refuse, nor reads anything differently.
+    # (docs/architecture.md): a file that is plainly valid is taken without
+    # them. The pydantic models stay the definition (and explain every error);
+    # tests check that the fast path never accepts what they refuse, nor reads
+    # anything differently.
     config = fast_config(table)
     if config is None:
         config = validated_config(file, table)
