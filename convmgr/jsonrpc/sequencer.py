@@ -8,12 +8,14 @@ import anyio
 class Ticket:
     """A place in line for some keys: wait() for earlier holders, then release()."""
 
-    __slots__ = ("_after", "_done", "_keys", "_sequencer")
+    __slots__ = ("_after", "_dependents", "_done", "_keys", "_sequencer")
 
     def __init__(self, sequencer: "KeyedSequencer", keys: tuple[str, ...]) -> None:
         self._sequencer = sequencer
         self._keys = keys
         self._done = anyio.Event()
+        # Tickets released before their turn, waiting for this one to be done.
+        self._dependents: list[Ticket] = []
         self._after = [sequencer._tails[k] for k in keys if k in sequencer._tails]
         for key in keys:
             sequencer._tails[key] = self
@@ -25,7 +27,28 @@ class Ticket:
         self._after = []
 
     def release(self) -> None:
-        """Let the next ticket on these keys go."""
+        """Let the next ticket on these keys go, once every earlier one is done too.
+
+        A ticket released before its turn (its work was cancelled while it waited)
+        keeps its place until then: later work must not overtake earlier work.
+        """
+        self._after = [ticket for ticket in self._after if not ticket._done.is_set()]
+        if self._after:
+            for ticket in self._after:
+                ticket._dependents.append(self)
+            return
+        # Iterative: a cancelled run of requests may be a long chain of dependents.
+        ready = [self]
+        while ready:
+            ticket = ready.pop()
+            ticket._finish()
+            for dependent in ticket._dependents:
+                dependent._after = [t for t in dependent._after if not t._done.is_set()]
+                if not dependent._after and not dependent._done.is_set():
+                    ready.append(dependent)
+            ticket._dependents = []
+
+    def _finish(self) -> None:
         self._done.set()
         tails = self._sequencer._tails
         for key in self._keys:
