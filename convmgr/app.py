@@ -1,20 +1,32 @@
-"""`convmgr serve`: wire the store, the providers, the manager and the stdio connection."""
+"""`convmgr serve`: the process around a session; the session itself over any byte stream.
+
+`serve` wires a connection on a ByteStream to the manager and the convmgr
+dialect's method table, and runs the session to its end. `serve_stdio` is the
+process: stdin/stdout kept for the protocol alone, signals, the store and
+providers the flags ask for, the event loop.
+"""
 
 import argparse
 import fcntl
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
 import anyio
+from anyio.abc import TaskGroup
 
 from convmgr.core.manager import ConversationManager
 from convmgr.dialects.convmgr.errors import ConvmgrCode
-from convmgr.dialects.convmgr.handlers import ServeOptions, Server
+from convmgr.dialects.convmgr.handlers import Server
 from convmgr.dialects.convmgr.notifications import EventWriter
 from convmgr.jsonrpc.connection import Connection
+from convmgr.jsonrpc.framing import Framing
+from convmgr.jsonrpc.stdio import StdioStream
+from convmgr.jsonrpc.transport import ByteStream
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
 
@@ -25,18 +37,32 @@ class StartupError(Exception):
     """The server cannot start: a one-line reason for stderr (exit status 2)."""
 
 
+@dataclass(slots=True)
+class ServeOptions:
+    """How a session ends: what `convmgr serve` was asked for."""
+
+    drain_timeout: float = 60.0
+    signal_flush_timeout: float = 0.5
+
+
 @contextmanager
 def protected_stdio() -> Iterator[tuple[int, int]]:
-    """The protocol's own stdin/stdout fds, non-blocking; fd 1 and sys.stdout go to stderr.
+    """The protocol's own copies of stdin and stdout, non-blocking; fds 0 and 1 point elsewhere.
 
-    A stray print() or a library writing to fd 1 lands on stderr and cannot
-    corrupt the protocol stream.
+    fd 1 (and sys.stdout) go to stderr, so a stray print() or a library writing
+    to fd 1 cannot corrupt the protocol stream; fd 0 reads /dev/null, so nothing
+    that reads stdin (or a child process that inherits it) can take protocol
+    bytes. The copies are not inherited by children. fd 0 is restored on exit;
+    fd 1 is not, so that closing our copy ends the client's input.
     """
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    in_fd = 0
+    in_fd = os.dup(0)
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.close(null_fd)
     saved = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (in_fd, out_fd)}
     for fd, flags in saved.items():
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
@@ -47,6 +73,8 @@ def protected_stdio() -> Iterator[tuple[int, int]]:
         for fd, flags in saved.items():
             with suppress(OSError):
                 fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        os.dup2(in_fd, 0)
+        os.close(in_fd)
         os.close(out_fd)
 
 
@@ -72,6 +100,129 @@ def load_providers(args: argparse.Namespace) -> ProviderRegistry:
         raise StartupError(str(exc)) from None
 
 
+class Session:
+    """How a session ends (PROTOCOL section 2): the first reason to stop wins.
+
+    End of input drains: requests already read are answered and running turns
+    may finish, for up to drain_timeout. `exit`, a signal or a client that
+    stopped reading abort at once. Either way the store is flushed last.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        manager: ConversationManager,
+        server: Server,
+        store: ConversationStore,
+        options: ServeOptions,
+    ) -> None:
+        self.conn = conn
+        self.manager = manager
+        self.server = server
+        self.store = store
+        self.options = options
+        self.stop = anyio.Event()
+        self.stop_reason = ""
+        self._drain_scope: anyio.CancelScope | None = None
+        self._reader_scope = anyio.CancelScope()
+
+    def request_stop(self, reason: str) -> None:
+        """Begin ending the session; the first reason wins, a signal cuts a drain short."""
+        if reason == "signal" and self._drain_scope is not None:
+            self._drain_scope.cancel()
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    async def read_until_eof(self, task_group: TaskGroup) -> None:
+        """Read requests until end of input (or until stopped for another reason)."""
+        with self._reader_scope:
+            await self.conn.read_loop(task_group)
+            self.request_stop("eof")
+
+    async def watch_exit(self) -> None:
+        """The `exit` notification ends the session."""
+        await self.server.exit_requested.wait()
+        self.request_stop("exit")
+
+    async def watch_output(self) -> None:
+        """A client that closed our output can read nothing more: stop as on a signal."""
+        await self.conn.outbound.gone.wait()
+        log.info("stdout is closed; stopping")
+        self.request_stop("output closed")
+
+    async def watch_signals(self) -> None:
+        """SIGTERM and SIGINT end the process promptly."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received signal %d; stopping", signum)
+                self.request_stop("signal")
+
+    async def finish(self) -> None:
+        """End the session for `stop_reason`: drain on EOF, abort otherwise, then flush."""
+        conn = self.conn
+        self._reader_scope.cancel()
+        if self.stop_reason == "eof":
+            with anyio.move_on_after(self.options.drain_timeout) as scope:
+                self._drain_scope = scope
+                await conn.wait_idle()
+                await self.manager.drain()
+            self._drain_scope = None
+        conn.cancel_all()
+        with anyio.move_on_after(1):
+            await conn.wait_idle()
+        self.server.shut_down = True
+        with anyio.CancelScope(shield=True):
+            await self.manager.close_all("shutdown")
+            await self.store.close()
+        flush_timeout = (
+            self.options.signal_flush_timeout
+            if self.stop_reason == "signal"
+            else self.options.drain_timeout
+        )
+        with anyio.move_on_after(flush_timeout):
+            await conn.outbound.flush()
+
+
+async def serve(
+    stream: ByteStream,
+    store: ConversationStore,
+    providers: ProviderRegistry,
+    *,
+    framing: Framing | None = None,
+    max_message_bytes: int = 16 << 20,
+    max_conversations: int | None = None,
+    options: ServeOptions | None = None,
+    signals: bool = False,
+) -> None:
+    """One session over `stream` on an open store, to its end (end of input, exit, a signal)."""
+    conn = Connection(
+        stream,
+        framing=framing,
+        max_message_bytes=max_message_bytes,
+        too_large_code=ConvmgrCode.OVERLOADED,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.outbound.run)
+        async with ConversationManager(
+            store,
+            providers,
+            EventWriter(conn.outbound),
+            max_conversations=max_conversations,
+        ) as manager:
+            server = Server(conn, manager, providers, store)
+            session = Session(conn, manager, server, store, options or ServeOptions())
+            if signals:
+                tg.start_soon(session.watch_signals)
+            tg.start_soon(session.watch_exit)
+            tg.start_soon(session.watch_output)
+            tg.start_soon(server.warm_up)
+            tg.start_soon(session.read_until_eof, tg)
+            await session.stop.wait()
+            await session.finish()
+        tg.cancel_scope.cancel()
+
+
 async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
     """The whole life of a stdio session."""
     providers = load_providers(args)
@@ -84,44 +235,20 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
         if isinstance(exc, StoreOpenError):
             raise StartupError(str(exc)) from None
         raise
-    framing = None if args.framing == "auto" else args.framing
-    conn = Connection(
-        in_fd,
-        out_fd,
-        framing=framing,
-        max_message_bytes=args.max_message_bytes,
-        too_large_code=ConvmgrCode.OVERLOADED,
-    )
-    options = ServeOptions(drain_timeout=args.drain_timeout)
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(conn.outbound.run)
-            async with ConversationManager(
-                store,
-                providers,
-                EventWriter(conn.outbound),
-                max_conversations=args.max_conversations,
-            ) as manager:
-                server = Server(conn, manager, providers, store, options)
-                tg.start_soon(server.watch_signals)
-                tg.start_soon(server.watch_output)
-                tg.start_soon(server.warm_up)
-                tg.start_soon(server.read_until_eof, tg)
-                await server.stop.wait()
-                await server.finish()
-            tg.cancel_scope.cancel()
+        await serve(
+            StdioStream(in_fd, out_fd),
+            store,
+            providers,
+            framing=None if args.framing == "auto" else args.framing,
+            max_message_bytes=args.max_message_bytes,
+            max_conversations=args.max_conversations,
+            options=ServeOptions(drain_timeout=args.drain_timeout),
+            signals=True,
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await providers.aclose()
-
-
-def _use_uvloop() -> bool:
-    """Whether uvloop is there (a dependency wherever it builds: not on Windows)."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 _TERMINAL_HINT = (
@@ -134,8 +261,9 @@ _TERMINAL_HINT = (
 def serve_stdio(args: argparse.Namespace) -> int:
     """Run the server on this process's stdin/stdout; the exit status."""
     # uvloop halves the event loop's cost per wake-up: with 100 HTTP streams
-    # at once, the loop's p99 latency went from 10-24 ms to 3-4 ms here.
-    backend_options = {"use_uvloop": _use_uvloop()}
+    # at once, the loop's p99 latency went from 10-24 ms to 3-4 ms here. It is
+    # a dependency on every platform convmgr runs on (POSIX).
+    backend_options = {"use_uvloop": True}
     if os.isatty(0):
         # Someone typed `convmgr` at a prompt: say what it waits for.
         sys.stderr.write(_TERMINAL_HINT)

@@ -3,10 +3,11 @@
 The server runs as `python -m convmgr ...` with stdin/stdout pipes. A reader
 thread frames stdout (ndjson or Content-Length) and hands every message to a
 queue, so every read has a timeout and a test can never hang on a silent
-server. Every message read is checked against the wire contract: the JSON-RPC
-envelope, `"jsonrpc": "2.0"`, and the pydantic models of `convmgr.protocol`
-for results (by the method of the request) and `conversation/event` params.
-Timeouts here are failure guards only; nothing waits for time to pass.
+server. Every message read is checked against the wire contract (Checker): the
+JSON-RPC envelope, `"jsonrpc": "2.0"`, and the pydantic wire models of
+`convmgr.dialects.convmgr` for results (by the method of the request) and
+`conversation/event` params. Timeouts here are failure guards only; nothing
+waits for time to pass. tests/rpc_memory.py is the same client in memory.
 """
 
 import contextlib
@@ -136,10 +137,81 @@ def check_response_envelope(msg: Any) -> None:
             raise ProtocolViolation(f"bad error object: {error!r}")
 
 
+def split_frames(buf: bytearray, framing: str, put: Callable[[Any], None]) -> int:
+    """Parse complete frames at the start of buf, handing each message to put; bytes used."""
+    pos = 0
+    if framing == "lsp":
+        while True:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                return pos
+            header = bytes(buf[pos:end])
+            name, sep, value = header.partition(b":")
+            if not sep or name != b"Content-Length" or not value.strip().isdigit():
+                raise ProtocolViolation(f"bad header on stdout: {header[:200]!r}")
+            length = int(value)
+            start = end + 4
+            if len(buf) < start + length:
+                return pos
+            put(_parse(bytes(buf[start : start + length])))
+            pos = start + length
+    while True:
+        newline = buf.find(b"\n", pos)
+        if newline < 0:
+            return pos
+        put(_parse(bytes(buf[pos:newline])))
+        pos = newline + 1
+
+
+class Checker:
+    """Checks every message a client reads against the wire contract."""
+
+    def __init__(self, *, validate: bool = True) -> None:
+        self.validate = validate
+        self.methods: dict[Any, str] = {}  # request id -> method, to check results
+
+    def _remember(self, obj: Any) -> None:
+        for item in obj if isinstance(obj, list) else [obj]:
+            if isinstance(item, dict) and "id" in item and isinstance(item.get("method"), str):
+                with contextlib.suppress(TypeError):
+                    self.methods[item["id"]] = item["method"]
+
+    def check(self, msg: Any) -> None:
+        """Check one message against the wire contract (see the module docstring)."""
+        if isinstance(msg, list):
+            if not msg:
+                raise ProtocolViolation("an empty array on stdout")
+            for item in msg:
+                self._check_response(item)
+            return
+        if not isinstance(msg, dict):
+            raise ProtocolViolation(f"not a JSON object: {msg!r}")
+        if "method" in msg:
+            if msg.get("jsonrpc") != "2.0":
+                raise ProtocolViolation(f'missing "jsonrpc": "2.0": {msg!r}')
+            if set(msg) - {"jsonrpc", "method", "params"}:
+                raise ProtocolViolation(f"server notification with extra keys: {msg!r}")
+            if msg["method"] != "conversation/event":
+                raise ProtocolViolation(f"unexpected server notification: {msg!r}")
+            if self.validate:
+                check_event_params(msg.get("params"))
+            return
+        self._check_response(msg)
+
+    def _check_response(self, msg: Any) -> None:
+        check_response_envelope(msg)
+        try:
+            method = self.methods.pop(msg["id"], None)
+        except TypeError:
+            method = None
+        if method is not None and "result" in msg and self.validate:
+            check_result(method, msg["result"])
+
+
 # --- the client ---------------------------------------------------------------
 
 
-class Client:
+class Client(Checker):
     """One `convmgr` server process and the client side of its pipes."""
 
     def __init__(
@@ -151,8 +223,8 @@ class Client:
         start_reading: bool = True,
         validate: bool = True,
     ) -> None:
+        super().__init__(validate=validate)
         self.framing = framing
-        self.validate = validate
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "convmgr", *args],
@@ -168,7 +240,6 @@ class Client:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ids = itertools.count(1)
         self._write_lock = threading.Lock()
-        self.methods: dict[Any, str] = {}  # request id -> method, to check results
         self.responses: dict[Any, Message] = {}  # responses read while waiting for others
         self.notifications: list[Message] = []  # notifications read by request()
         self.batches: list[list[Message]] = []  # batch responses read by request()
@@ -257,12 +328,6 @@ class Client:
                 written = os.write(self._stdin_fd, view)
                 view = view[written:]
 
-    def _remember(self, obj: Any) -> None:
-        for item in obj if isinstance(obj, list) else [obj]:
-            if isinstance(item, dict) and "id" in item and isinstance(item.get("method"), str):
-                with contextlib.suppress(TypeError):
-                    self.methods[item["id"]] = item["method"]
-
     def notify(self, method: str, params: Any = None) -> None:
         """Send a notification."""
         msg: Message = {"jsonrpc": "2.0", "method": method}
@@ -285,7 +350,7 @@ class Client:
                 if not data:
                     break
                 buf += data
-                consumed = self._split(buf, put)
+                consumed = split_frames(buf, self.framing, put)
                 if consumed:
                     del buf[:consumed]
             if buf:
@@ -294,31 +359,6 @@ class Client:
             put(exc)
         finally:
             put(_EOF)
-
-    def _split(self, buf: bytearray, put: Callable[[Any], None]) -> int:
-        """Parse complete frames at the start of buf; how many bytes were used."""
-        pos = 0
-        if self.framing == "lsp":
-            while True:
-                end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    return pos
-                header = bytes(buf[pos:end])
-                name, sep, value = header.partition(b":")
-                if not sep or name != b"Content-Length" or not value.strip().isdigit():
-                    raise ProtocolViolation(f"bad header on stdout: {header[:200]!r}")
-                length = int(value)
-                start = end + 4
-                if len(buf) < start + length:
-                    return pos
-                put(_parse(bytes(buf[start : start + length])))
-                pos = start + length
-        while True:
-            newline = buf.find(b"\n", pos)
-            if newline < 0:
-                return pos
-            put(_parse(bytes(buf[pos:newline])))
-            pos = newline + 1
 
     def read_message(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """The next message the server wrote, checked; fails after `timeout` seconds."""
@@ -338,37 +378,6 @@ class Client:
         self.messages_read += 1
         self.check(item)
         return item
-
-    def check(self, msg: Any) -> None:
-        """Check one message against the wire contract (see the module docstring)."""
-        if isinstance(msg, list):
-            if not msg:
-                raise ProtocolViolation("an empty array on stdout")
-            for item in msg:
-                self._check_response(item)
-            return
-        if not isinstance(msg, dict):
-            raise ProtocolViolation(f"not a JSON object: {msg!r}")
-        if "method" in msg:
-            if msg.get("jsonrpc") != "2.0":
-                raise ProtocolViolation(f'missing "jsonrpc": "2.0": {msg!r}')
-            if set(msg) - {"jsonrpc", "method", "params"}:
-                raise ProtocolViolation(f"server notification with extra keys: {msg!r}")
-            if msg["method"] != "conversation/event":
-                raise ProtocolViolation(f"unexpected server notification: {msg!r}")
-            if self.validate:
-                check_event_params(msg.get("params"))
-            return
-        self._check_response(msg)
-
-    def _check_response(self, msg: Any) -> None:
-        check_response_envelope(msg)
-        try:
-            method = self.methods.pop(msg["id"], None)
-        except TypeError:
-            method = None
-        if method is not None and "result" in msg and self.validate:
-            check_result(method, msg["result"])
 
     def read_until_eof(self, timeout: float = DEFAULT_TIMEOUT) -> list[Any]:
         """Every message until the server closes stdout (within `timeout` in all)."""

@@ -2,7 +2,9 @@
 
 Requests are pipelined: written before anything is read. Timeouts are failure
 guards only, and nothing is measured: "promptly" is shown by order, a turn cut
-short before its last word (how fast it happens belongs to bench/).
+short before its last word (how fast it happens belongs to bench/). What needs
+no process (interrupts, busy turns and removes pipelined behind a turn) is in
+test_rpc_in_memory.py.
 """
 
 import signal
@@ -11,8 +13,6 @@ from collections import defaultdict
 
 import pytest
 from client import TERMINAL, ServerClosed, encode, text_input
-
-from convmgr.dialects.convmgr.errors import ConvmgrCode
 
 LONG_TURN = "w " * 1_000_000
 
@@ -108,100 +108,6 @@ def test_500_pipelined_conversations(spawn, framing):
     # Nothing more is pending, and the session is still responsive.
     assert client.result("ping") == {}
     assert client.notifications == []
-
-
-def test_interrupt_long_turn_promptly(spawn):
-    client = spawn("--no-store")
-    client.result("newConversation", {"conversationId": "big"})
-    turn_id = client.result(
-        "sendUserTurn", {"conversationId": "big", "input": text_input(LONG_TURN)}
-    )["turnId"]
-    client.wait_event("big", "turnStarted")
-    assert client.result("interruptConversation", {"conversationId": "big"}) == {
-        "interrupted": True
-    }
-    # Every event after turnStarted, up to the terminal one (a failure guard only).
-    events = client.collect_turn("big", timeout=60)
-    aborted = events[-1]
-    assert aborted["turnId"] == turn_id and aborted["event"]["reason"] == "interrupted"
-    # Promptly: the interrupt landed while the turn still had words to send.
-    assert_cut_short(events)
-    # A second interrupt finds nothing to interrupt; nothing of the turn follows.
-    assert client.result("interruptConversation", {"conversationId": "big"}) == {
-        "interrupted": False
-    }
-    assert [e for e in client.events("big") if e["turnId"] == turn_id] == []
-    info = client.result("getConversation", {"conversationId": "big"})
-    assert info["status"] == "idle" and info["lastSeq"] == aborted["seq"]
-
-
-def test_pipelined_turn_busy_then_interrupt(spawn):
-    """A second turn pipelined behind a running one is -32002; an interrupt pipelined
-    before the turn's first event still aborts it: turnStarted, then turnAborted."""
-    client = spawn("--no-store")
-    client.send_many(
-        [
-            {"id": 1, "method": "newConversation", "params": {"conversationId": "q"}},
-            {
-                "id": 2,
-                "method": "sendUserTurn",
-                "params": {"conversationId": "q", "input": text_input(LONG_TURN)},
-            },
-            {
-                "id": 3,
-                "method": "sendUserTurn",
-                "params": {"conversationId": "q", "input": text_input("second")},
-            },
-            {"id": 4, "method": "interruptConversation", "params": {"conversationId": "q"}},
-        ]
-    )
-    assert client.response(1)["result"]["conversationId"] == "q"
-    turn_id = client.response(2)["result"]["turnId"]
-    busy = client.response(3)
-    assert busy["error"]["code"] == ConvmgrCode.CONVERSATION_BUSY
-    assert busy["error"]["data"] == {"conversationId": "q"}
-    assert client.response(4)["result"] == {"interrupted": True}
-    events = client.collect_turn("q")
-    assert events[0]["event"]["type"] == "turnStarted" and events[0]["seq"] == 1
-    assert events[-1]["event"] == {"type": "turnAborted", "reason": "interrupted"}
-    assert {e["turnId"] for e in events} == {turn_id}
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    # Now the conversation takes the next turn.
-    client.result("sendUserTurn", {"conversationId": "q", "input": text_input("second")})
-    assert client.collect_turn("q")[-1]["event"]["lastAgentMessage"] == "second"
-
-
-def test_remove_pipelined_behind_a_running_turn(spawn):
-    """newConversation, sendUserTurn and removeConversation written at once:
-    turnStarted, turnAborted (removed), then shutdownComplete as the last event."""
-    client = spawn("--no-store")
-    client.send_many(
-        [
-            {"id": 1, "method": "newConversation", "params": {"conversationId": "gone"}},
-            {
-                "id": 2,
-                "method": "sendUserTurn",
-                "params": {"conversationId": "gone", "input": text_input(LONG_TURN)},
-            },
-            {"id": 3, "method": "removeConversation", "params": {"conversationId": "gone"}},
-        ]
-    )
-    created = client.response(1)
-    assert created["result"]["conversationId"] == "gone"
-    turn_id = client.response(2)["result"]["turnId"]
-    assert client.response(3)["result"] == {"removed": True}
-    assert client.result("ping") == {}
-    evs = client.events("gone")
-    types = [e["event"]["type"] for e in evs if e["event"]["type"] != "agentMessageDelta"]
-    assert types == ["turnStarted", "turnAborted", "shutdownComplete"]
-    assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1))
-    aborted = next(e for e in evs if e["event"]["type"] == "turnAborted")
-    assert aborted["event"]["reason"] == "removed" and aborted["turnId"] == turn_id
-    assert evs[-1]["turnId"] is None
-    assert (
-        client.error("sendUserTurn", {"conversationId": "gone", "input": text_input("x")})["code"]
-        == ConvmgrCode.CONVERSATION_NOT_FOUND
-    )
 
 
 def test_end_of_stdin_drains_running_turns(spawn):

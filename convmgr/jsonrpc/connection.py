@@ -1,52 +1,63 @@
-"""One JSON-RPC session over a pair of file descriptors.
+"""One JSON-RPC session over a byte stream.
 
-A reader task frames and validates input and feeds python-lsp-jsonrpc's
-Endpoint on the event-loop thread; cheap handlers answer inline, long ones run
-as tasks whose results resolve the Endpoint's futures. Cancellation, batches
-and invalid input are handled here, before the Endpoint sees anything.
+The reader task frames and validates input and routes each request to its
+handler, on the event loop's thread. A handler returns its result, or Work
+that names the conversations it orders on: the connection runs that work
+inline when those keys are idle and the work finishes without awaiting, and
+otherwise in a task that starts once earlier work on the keys has ended.
+Batches, invalid input and the answers to the server's own requests
+(endpoint.ServerRequests) are handled here; which notification cancels a
+request is the dialect's business (it calls `cancel`).
 """
 
+import inspect
 import logging
-import os
 from collections.abc import Awaitable, Callable, Hashable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from pydantic_core import from_json
-from pylsp_jsonrpc.endpoint import Endpoint
-from pylsp_jsonrpc.exceptions import JsonRpcException, JsonRpcRequestCancelled
 
 from convmgr.jsonrpc.codes import ErrorCode
+from convmgr.jsonrpc.endpoint import ServerRequests
 from convmgr.jsonrpc.errors import RpcError
 from convmgr.jsonrpc.framing import AutoDecoder, BadFrame, Framing, Oversize
 from convmgr.jsonrpc.messages import Invalid, RequestId, classify, valid_id
 from convmgr.jsonrpc.outbound import Outbound
-from convmgr.jsonrpc.sequencer import KeyedSequencer
+from convmgr.jsonrpc.sequencer import KeyedSequencer, Ticket
+from convmgr.jsonrpc.transport import ByteStream
 
 log = logging.getLogger(__name__)
 
-_READ_SIZE = 1 << 16
-MAX_INFLIGHT = 1024  # deferred requests at once; the reader waits beyond this
-# The cancellation notifications and the param naming the request they cancel.
-_CANCEL_KEYS = {"$/cancelRequest": "id", "notifications/cancelled": "requestId"}
+MAX_INFLIGHT = 1024  # requests running as tasks at once; the reader waits beyond this
 
 
 @dataclass(slots=True)
-class Deferred:
-    """A handler's answer when the work must await: run `work` in a task.
+class Work:
+    """What a handler returns when its answer depends on ordering or on waiting.
 
-    `keys` name the conversations it touches; it starts after earlier work on them.
+    `run()` gives the result, or an awaitable of it. It starts only after every
+    earlier request's work on `keys` (conversation ids) has ended. When the keys
+    are idle and `run()` gives a plain result, it ran inline: no task, no await.
     """
 
-    work: Callable[[], Awaitable[Any]]
+    run: Callable[[], Any]
     keys: tuple[str, ...] = ()
 
 
 Handler = Callable[[Any], Any]
 NotificationHandler = Callable[[Any], None]
+ErrorMapper = Callable[[Exception], RpcError]
+
+
+def internal_error(exc: Exception) -> RpcError:
+    """The default error mapping: an RpcError answers as it is, anything else is -32603."""
+    if isinstance(exc, RpcError):
+        return exc
+    log.error("internal error", exc_info=exc)
+    return RpcError(ErrorCode.INTERNAL_ERROR, "internal error")
 
 
 @dataclass(slots=True)
@@ -57,107 +68,108 @@ class _Batch:
 
 
 class Connection:
-    """Reads requests from `in_fd`, answers on `out_fd`; see the module docstring."""
+    """Reads requests from a ByteStream and answers on it; see the module docstring."""
 
     def __init__(
         self,
-        in_fd: int,
-        out_fd: int,
+        stream: ByteStream,
         *,
         framing: Framing | None = None,
         max_message_bytes: int = 16 << 20,
         too_large_code: int = ErrorCode.INTERNAL_ERROR,
     ) -> None:
-        self._in_fd = in_fd
+        self._stream = stream
         self.max_message_bytes = max_message_bytes
         self.outbound = Outbound(
-            out_fd, max_response_bytes=max_message_bytes, too_large_code=too_large_code
+            stream, max_response_bytes=max_message_bytes, too_large_code=too_large_code
         )
         self._decoder = AutoDecoder(max_message_bytes, framing)
         if framing is not None:
             self.outbound.framing = framing
         self._handlers: dict[str, Handler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
-        # The Endpoint routes through this dict, which method() fills in.
-        self._dispatch: dict[str, Callable[[Any], Any]] = {}
-        self.endpoint = Endpoint(self._dispatch, self._consume_outgoing, max_workers=1)
-        self.sequencer = KeyedSequencer()
+        self._map_error: ErrorMapper = internal_error
+        self._sequencer = KeyedSequencer()
+        self._server_requests = ServerRequests(self.outbound.send)
+        # Requests running as tasks, by id (a method called as a notification
+        # gets a key no id equals: waited for, never cancellable).
         self._inflight: dict[Hashable, anyio.CancelScope] = {}
         self._inflight_done = anyio.Event()
         self._batch_of: dict[RequestId, _Batch] = {}
         self._task_group: TaskGroup | None = None
-        self._current_id: RequestId = None
-        self.eof = anyio.Event()
+        # Checked once: a log call per message costs even when it logs nothing.
+        self._trace = log.isEnabledFor(logging.DEBUG)
 
     # --- wiring -------------------------------------------------------------
 
     def method(self, name: str, handler: Handler) -> None:
-        """Route requests of `name` to `handler(params)`; it returns a result or Deferred."""
+        """Route requests of `name` to `handler(params)`; it returns a result or Work."""
         self._handlers[name] = handler
-        self._dispatch[name] = self._wrap(handler)
 
     def notification(self, name: str, handler: NotificationHandler) -> None:
         """Route notifications of `name` to `handler(params)`."""
         self._notifications[name] = handler
 
-    def notify(self, method: str, params: dict[str, Any]) -> None:
-        """Send a notification to the client, after everything queued before it."""
-        self.outbound.send({"jsonrpc": "2.0", "method": method, "params": params})
+    def map_errors(self, mapper: ErrorMapper) -> None:
+        """Turn what handlers and their work raise into JSON-RPC errors with `mapper`."""
+        self._map_error = mapper
 
-    @property
-    def inflight(self) -> int:
-        """How many deferred requests are unanswered."""
-        return len(self._inflight)
+    # --- requests in flight ---------------------------------------------------
+
+    def cancel(self, request_id: RequestId) -> None:
+        """Cancel the client's request of that id if it still runs (it answers -32800)."""
+        if not valid_id(request_id):
+            return
+        scope = self._inflight.get(request_id)
+        if scope is not None:
+            scope.cancel()
+
+    def cancel_all(self) -> None:
+        """Cancel every request still running (they answer -32800)."""
+        for scope in self._inflight.values():
+            scope.cancel()
 
     async def wait_idle(self) -> None:
-        """Return once every deferred request has been answered."""
+        """Return once every request running as a task has ended."""
         while self._inflight:
             self._inflight_done = anyio.Event()
             await self._inflight_done.wait()
 
-    def cancel_all(self) -> None:
-        """Cancel every unanswered deferred request (they answer -32800)."""
-        for scope in self._inflight.values():
-            scope.cancel()
+    async def request(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
+        """Send a request to the client and wait for its result (see ServerRequests.request)."""
+        return await self._server_requests.request(method, params)
 
-    # --- tasks ----------------------------------------------------------------
+    # --- reading ----------------------------------------------------------------
 
     async def read_loop(self, task_group: TaskGroup) -> None:
-        """Read and dispatch until end of input; deferred work runs in `task_group`."""
+        """Read and dispatch until end of input; work that waits runs in `task_group`."""
         self._task_group = task_group
-        fd = self._in_fd
+        receive = self._stream.receive
         outbound = self.outbound
+        decoder = self._decoder
         while True:
             if outbound.size > 0:
                 await outbound.wait_readable_room()
             while len(self._inflight) >= MAX_INFLIGHT:
                 await self._wait_inflight_below()
-            try:
-                data = os.read(fd, _READ_SIZE)
-            except BlockingIOError:
-                await anyio.wait_readable(fd)
-                continue
-            except OSError as exc:
-                log.error("cannot read stdin: %s", exc)
-                break
+            data = await receive()
             if not data:
                 break
-            frames = self._decoder.feed(data)
-            if self._decoder.framing is not None:
-                outbound.framing = self._decoder.framing
+            frames = decoder.feed(data)
+            if decoder.framing is not None:
+                outbound.framing = decoder.framing
             for frame in frames:
                 self._on_frame(frame)
             # Let the tasks this batch started run before reading more.
             await anyio.lowlevel.checkpoint()
-        for frame in self._decoder.finish():
+        for frame in decoder.finish():
             self._on_frame(frame)
-        self.eof.set()
+        # Nobody can answer the server's requests any more.
+        self._server_requests.close()
 
     async def _wait_inflight_below(self) -> None:
         self._inflight_done = anyio.Event()
         await self._inflight_done.wait()
-
-    # --- incoming -------------------------------------------------------------
 
     def _on_frame(self, frame: bytes | Oversize | BadFrame) -> None:
         if isinstance(frame, Oversize):
@@ -192,166 +204,139 @@ class Connection:
             if not checked.answer:
                 log.warning("ignoring a malformed notification: %s", checked.reason)
                 return
-            self._reply(
-                {
-                    "jsonrpc": "2.0",
-                    "id": checked.id,
-                    "error": {"code": ErrorCode.INVALID_REQUEST, "message": checked.reason},
-                },
-                batch,
-            )
+            self._reply(_error(checked.id, ErrorCode.INVALID_REQUEST, checked.reason), batch)
             return
         message = checked.message
-        if checked.kind == "notification":
+        kind = checked.kind
+        if self._trace:
+            log.debug("<- %s", message)
+        if kind == "request":
+            self._on_request(message["id"], message["method"], message.get("params"), batch)
+        elif kind == "notification":
             self._on_notification(message["method"], message.get("params"))
-            return
-        if checked.kind == "response":
-            # The Endpoint keeps the ids of the requests convmgr sent; it would
-            # drop any other response silently.
-            if message["id"] not in self.endpoint._server_request_futures:
-                log.warning("ignoring a response to unknown request id %r", message["id"])
-                return
-            self.endpoint.consume(message)
-            return
-        msg_id = message["id"]
-        if msg_id in self._inflight or msg_id in self._batch_of:
-            self._reply(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "error": {
-                        "code": ErrorCode.INVALID_REQUEST,
-                        "message": f"request id {msg_id!r} is already in use",
-                    },
-                },
-                batch,
-            )
-            return
-        if batch is not None:
-            batch.expected += 1
-            self._batch_of[msg_id] = batch
-        if message["method"] not in self._handlers:
-            self._consume_outgoing(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "error": {
-                        "code": ErrorCode.METHOD_NOT_FOUND,
-                        "message": f"method not found: {message['method']}",
-                    },
-                }
-            )
-            return
-        self._current_id = msg_id
-        self.endpoint.consume(message)
+        else:
+            try:
+                self._server_requests.answer(message)
+            except Exception:
+                log.exception("cannot take the answer to request %r", message["id"])
 
     def _on_notification(self, method: str, params: Any) -> None:
         # Nothing a client can put in a notification may end the session.
         try:
-            self._dispatch_notification(method, params)
+            handler = self._notifications.get(method)
+            if handler is not None:
+                handler(params)
+            elif method in self._handlers:
+                self._call(object(), method, params, answer=False)
+            else:
+                log.debug("ignoring notification %s", method)
         except Exception:
             log.exception("notification %s failed", method)
 
-    def _dispatch_notification(self, method: str, params: Any) -> None:
-        if method in _CANCEL_KEYS:
-            target = params.get(_CANCEL_KEYS[method]) if isinstance(params, dict) else None
-            if target is None or not valid_id(target):
-                log.warning("ignoring %s without a valid request id", method)
+    def _on_request(
+        self, msg_id: RequestId, method: str, params: Any, batch: _Batch | None
+    ) -> None:
+        if msg_id in self._inflight or msg_id in self._batch_of:
+            message = f"request id {msg_id!r} is already in use"
+            self._reply(_error(msg_id, ErrorCode.INVALID_REQUEST, message), batch)
+            return
+        if batch is not None:
+            batch.expected += 1
+            self._batch_of[msg_id] = batch
+        if method not in self._handlers:
+            self._respond(
+                msg_id, _error(msg_id, ErrorCode.METHOD_NOT_FOUND, f"method not found: {method}")
+            )
+            return
+        self._call(msg_id, method, params, answer=True)
+
+    # --- running handlers --------------------------------------------------------
+
+    def _call(self, key: Hashable, method: str, params: Any, *, answer: bool) -> None:
+        """Run the handler; answer now, or start a task for work that must wait."""
+        keys: tuple[str, ...] = ()
+        try:
+            result = self._handlers[method](params)
+            if type(result) is Work:
+                keys = result.keys
+                if keys and not all(map(self._sequencer.idle, keys)):
+                    self._start(key, method, answer, result.run, None, keys)
+                    return
+                result = result.run()
+            if inspect.isawaitable(result):
+                self._start(key, method, answer, None, result, keys)
                 return
-            scope = self._inflight.get(target)
-            if scope is not None:
-                scope.cancel()
+        except Exception as exc:
+            self._failed(key, method, answer, exc)
             return
-        if method in self._handlers:
-            self._run_unanswered(method, params)
-            return
-        handler = self._notifications.get(method)
-        if handler is None:
-            log.debug("ignoring notification %s", method)
-            return
-        handler(params)
+        if answer:
+            self._respond(key, {"jsonrpc": "2.0", "id": key, "result": result})
+
+    def _start(
+        self,
+        key: Hashable,
+        method: str,
+        answer: bool,
+        run: Callable[[], Any] | None,
+        awaitable: Awaitable[Any] | None,
+        keys: tuple[str, ...],
+    ) -> None:
+        """Run work in a task, in line behind earlier work on `keys` (taken now, in read order)."""
+        assert self._task_group is not None
+        scope = anyio.CancelScope()
+        self._inflight[key] = scope
+        ticket = self._sequencer.ticket(keys) if keys else None
+        self._task_group.start_soon(self._run, key, method, answer, run, awaitable, ticket, scope)
+
+    async def _run(
+        self,
+        key: Hashable,
+        method: str,
+        answer: bool,
+        run: Callable[[], Any] | None,
+        awaitable: Awaitable[Any] | None,
+        ticket: Ticket | None,
+        scope: anyio.CancelScope,
+    ) -> None:
+        try:
+            message: dict[str, Any] | None = None
+            try:
+                with scope:
+                    if ticket is not None:
+                        await ticket.wait()
+                    result = run() if run is not None else awaitable
+                    if inspect.isawaitable(result):
+                        result = await result
+                    message = {"jsonrpc": "2.0", "id": key, "result": result}
+                if message is None:
+                    message = _error(key, ErrorCode.REQUEST_CANCELLED, "request cancelled")
+            except Exception as exc:
+                self._failed(key, method, answer, exc)
+            else:
+                if answer:
+                    self._respond(key, message)
+                else:
+                    log.debug("notification %s cancelled", method)
+        finally:
+            # After the answer is queued: "response before events" holds for the next holder.
+            if ticket is not None:
+                ticket.release()
+            del self._inflight[key]
+            self._inflight_done.set()
+
+    def _failed(self, key: Hashable, method: str, answer: bool, exc: Exception) -> None:
+        error = self._map_error(exc)
+        if answer:
+            self._respond(key, _error(key, error.code, error.message, error.data))
+        else:
+            log.warning("notification %s failed: %s", method, error.message)
 
     # --- answering --------------------------------------------------------------
 
-    def _wrap(self, handler: Handler) -> Callable[[Any], Any]:
-        def run(params: Any) -> Any:
-            try:
-                result = handler(params)
-            except RpcError as exc:
-                raise JsonRpcException(exc.message, exc.code, exc.data) from None
-            except Exception:
-                log.exception("internal error")
-                raise JsonRpcException("internal error", ErrorCode.INTERNAL_ERROR) from None
-            if isinstance(result, Deferred):
-                return self._defer(result)
-            # Always wrapped: the Endpoint would merge a bare dict with a
-            # "result" or "error" key into the response envelope.
-            return {"result": result}
-
-        return run
-
-    def _run_unanswered(self, method: str, params: Any) -> None:
-        """A method called as a notification: carried out, never answered (JSON-RPC 2.0)."""
-
-        def report(future: Future[Any]) -> None:
-            exc = future.exception()
-            if exc is not None:
-                log.warning("notification %s failed: %s", method, exc)
-
-        try:
-            result = self._handlers[method](params)
-        except Exception as exc:
-            log.warning("notification %s failed: %s", method, exc)
-            return
-        if isinstance(result, Deferred):
-            # A key no request id can equal: it is waited for at end of input,
-            # but cannot be cancelled (it has no id to name).
-            future = self._start(result, object())
-            future.add_done_callback(report)
-
-    def _defer(self, deferred: Deferred) -> Future[Any]:
-        return self._start(deferred, self._current_id)
-
-    def _start(self, deferred: Deferred, key: Hashable) -> Future[Any]:
-        assert self._task_group is not None
-        future: Future[Any] = Future()
-        scope = anyio.CancelScope()
-        self._inflight[key] = scope
-        ticket = self.sequencer.ticket(deferred.keys) if deferred.keys else None
-        self._task_group.start_soon(self._run_deferred, key, deferred, future, scope, ticket)
-        return future
-
-    async def _run_deferred(
-        self,
-        msg_id: Hashable,
-        deferred: Deferred,
-        future: Future[Any],
-        scope: anyio.CancelScope,
-        ticket: Any,
-    ) -> None:
-        try:
-            with scope:
-                if ticket is not None:
-                    await ticket.wait()
-                result = await deferred.work()
-                future.set_result({"result": result})
-                return
-            future.set_exception(JsonRpcRequestCancelled())
-        except RpcError as exc:
-            future.set_exception(JsonRpcException(exc.message, exc.code, exc.data))
-        except Exception:
-            log.exception("internal error")
-            future.set_exception(JsonRpcException("internal error", ErrorCode.INTERNAL_ERROR))
-        finally:
-            if ticket is not None:
-                ticket.release()
-            del self._inflight[msg_id]
-            self._inflight_done.set()
-
-    def _consume_outgoing(self, message: dict[str, Any]) -> None:
-        """The Endpoint's consumer: responses of a batch are collected, the rest sent."""
-        if "method" not in message:
-            batch = self._batch_of.pop(message.get("id"), None)
+    def _respond(self, msg_id: Any, message: dict[str, Any]) -> None:
+        """Answer a request: into its batch's array, or straight to the client."""
+        if self._batch_of:
+            batch = self._batch_of.pop(msg_id, None)
             if batch is not None:
                 batch.responses.append(message)
                 self._maybe_flush_batch(batch)
@@ -359,6 +344,7 @@ class Connection:
         self.outbound.send(message)
 
     def _reply(self, message: dict[str, Any], batch: _Batch | None) -> None:
+        """Answer a message that did not become a request (it has no batch slot yet)."""
         if batch is None:
             self.outbound.send(message)
         else:
@@ -371,7 +357,12 @@ class Connection:
             batch.expected = 0
 
     def _send_error(self, msg_id: RequestId, code: int, message: str, data: Any = None) -> None:
-        error: dict[str, Any] = {"code": int(code), "message": message}
-        if data is not None:
-            error["data"] = data
-        self.outbound.send({"jsonrpc": "2.0", "id": msg_id, "error": error})
+        self.outbound.send(_error(msg_id, code, message, data))
+
+
+def _error(msg_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """An error response."""
+    error: dict[str, Any] = {"code": int(code), "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": msg_id, "error": error}

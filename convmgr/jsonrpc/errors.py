@@ -1,10 +1,10 @@
-"""The error a method handler raises to answer with a JSON-RPC error object."""
+"""The errors of a JSON-RPC exchange, either way."""
 
 from typing import Any
 
 
 class RpcError(Exception):
-    """Answer the request with this code, message and optional data."""
+    """A JSON-RPC error: raised by a handler to answer with it, or by a request the peer refused."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -12,9 +12,6 @@ class RpcError(Exception):
         self.message = message
         self.data = data
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-RPC error object."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+
+class ClientGone(Exception):
+    """A request to the client that cannot be answered: its input has ended."""

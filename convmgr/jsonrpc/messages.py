@@ -1,7 +1,7 @@
-"""Classifying incoming JSON values before they reach python-lsp-jsonrpc's Endpoint.
+"""Classifying incoming JSON values: requests, notifications, responses, or invalid.
 
-The Endpoint silently drops messages without "jsonrpc", batches and bad shapes,
-and raises on some; everything it sees has been checked here first.
+Every message is checked here before anything acts on it; the connection
+routes what is valid (and endpoint.py's Endpoint sees only valid responses).
 """
 
 from collections.abc import Iterable

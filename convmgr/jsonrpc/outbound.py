@@ -1,4 +1,4 @@
-"""The one ordered outbound queue and the task that writes it to stdout.
+"""The one ordered outbound queue and the task that writes it to the transport.
 
 Everything the server says goes through `send`, so the order of calls is the
 order on the wire. Two limits keep memory bounded without deadlocking a client
@@ -7,9 +7,7 @@ that writes all its requests before reading: streaming turns wait above
 `read_limit` (large), so responses keep being produced while the client writes.
 """
 
-import errno
 import logging
-import os
 from collections import deque
 from typing import Any
 
@@ -18,6 +16,7 @@ from pydantic_core import to_json
 
 from convmgr.jsonrpc.codes import ErrorCode
 from convmgr.jsonrpc.framing import Framing, encode_frame
+from convmgr.jsonrpc.transport import ByteStream
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +24,18 @@ _WRITE_CHUNK = 1 << 20
 
 
 class Outbound:
-    """A byte queue of framed messages, drained to a non-blocking file descriptor."""
+    """A byte queue of framed messages, drained to the transport one batch at a time."""
 
     def __init__(
         self,
-        fd: int,
+        stream: ByteStream,
         *,
         stream_limit: int = 1 << 20,
         read_limit: int = 64 << 20,
         max_response_bytes: int = 16 << 20,
         too_large_code: int = ErrorCode.INTERNAL_ERROR,
     ) -> None:
-        self._fd = fd
+        self._stream = stream
         self._max_response = max_response_bytes
         self._too_large_code = too_large_code
         self.framing: Framing = "ndjson"
@@ -46,7 +45,7 @@ class Outbound:
         self._read_limit = read_limit
         self._data = anyio.Event()
         self._drained = anyio.Event()
-        self.closed = False  # the client stopped reading (EPIPE): output is discarded
+        self.closed = False  # the client stopped reading: output is discarded
         self.gone = anyio.Event()  # set when `closed` becomes true
 
     def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
@@ -54,7 +53,10 @@ class Outbound:
         if self.closed:
             return
         # JSON has no NaN or Infinity: a value an older version stored goes out as null.
-        body = to_json(message, inf_nan_mode="null")
+        try:
+            body = to_json(message, inf_nan_mode="null")
+        except ValueError:
+            body = to_json(_serializable(message), inf_nan_mode="null")
         if len(body) > self._max_response and type(message) is dict and "result" in message:
             body = to_json(self._too_large(message, len(body)))
         frame = encode_frame(body, self.framing)
@@ -76,15 +78,6 @@ class Outbound:
             },
         }
 
-    def send_raw(self, body: bytes) -> None:
-        """Queue an already-encoded message body."""
-        if self.closed:
-            return
-        frame = encode_frame(body, self.framing)
-        self._chunks.append(frame)
-        self.size += len(frame)
-        self._data.set()
-
     def congested(self) -> bool:
         """Whether a streaming producer should wait_ready() before sending more."""
         return self.size > self._stream_limit and not self.closed
@@ -105,29 +98,19 @@ class Outbound:
             await self._drained.wait()
 
     async def run(self) -> None:
-        """Write queued frames forever; one os.write per drained batch."""
-        fd = self._fd
+        """Write queued frames until the client stops reading; one send per drained batch."""
+        send = self._stream.send
         while True:
             if not self._chunks:
                 self._data = anyio.Event()
                 await self._data.wait()
                 continue
             batch = self._take()
-            view = memoryview(batch)
-            while view:
-                try:
-                    written = os.write(fd, view)
-                except BlockingIOError:
-                    await anyio.wait_writable(fd)
-                    continue
-                except OSError as exc:
-                    if exc.errno not in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):
-                        log.error("cannot write to stdout: %s", exc)
-                    else:
-                        log.info("stdout closed by the client; output is discarded")
-                    self._close()
-                    return
-                view = view[written:]
+            try:
+                await send(batch)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._close()
+                return
             self.size -= len(batch)
             self._notify_drained()
             # Let producers run between batches so a fast stream stays fair.
@@ -155,3 +138,21 @@ class Outbound:
         self._chunks.clear()
         self.size = 0
         self._notify_drained()
+
+
+def _serializable(message: Any) -> Any:
+    """The message with each result that is not JSON replaced by an internal error."""
+    if type(message) is list:
+        return [_serializable(item) for item in message]
+    try:
+        to_json(message, inf_nan_mode="null")
+    except ValueError:
+        if type(message) is not dict or "result" not in message:
+            raise
+        log.exception("the result for request %r is not JSON", message["id"])
+        return {
+            "jsonrpc": "2.0",
+            "id": message["id"],
+            "error": {"code": ErrorCode.INTERNAL_ERROR, "message": "internal error"},
+        }
+    return message

@@ -1,21 +1,24 @@
-"""The method table: protocol methods to manager calls, and the server's lifecycle."""
+"""The convmgr dialect's method table: protocol methods to manager calls.
+
+Each handler validates its params and returns its result, or Work naming the
+conversations it orders on; rpc_error maps what they raise to JSON-RPC errors.
+The session around it (end of input, signals, drain) is app.py's.
+"""
 
 import logging
-import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
+from pydantic_core import ValidationError
 
 from convmgr import __version__
 from convmgr.core.manager import ConversationManager
 from convmgr.dialects.convmgr.errors import ConvmgrCode, ErrorCode
 from convmgr.dialects.convmgr.translate import conversation_info, session_configured, settings_of
-from convmgr.jsonrpc.connection import Connection, Deferred
+from convmgr.jsonrpc.connection import Connection, Work, internal_error
 from convmgr.jsonrpc.errors import RpcError
-from convmgr.jsonrpc.messages import non_finite_path
+from convmgr.jsonrpc.messages import non_finite_path, valid_id
 from convmgr.model import (
     ConversationBusy,
     ConversationError,
@@ -75,36 +78,14 @@ _FIRST_CHUNK = 256
 _MAX_CHUNK = 8192
 
 
-@dataclass(slots=True)
-class ServeOptions:
-    """What `convmgr serve` was asked for."""
-
-    drain_timeout: float = 60.0
-    signal_flush_timeout: float = 0.5
-
-
 def parse(model: type[P], params: Any) -> P:
-    """Validate params with a pydantic model; -32602 listing the errors when they don't fit."""
+    """Validate params with a pydantic model (a ValidationError is -32602, see rpc_error)."""
     if params is None:
         params = {}
     elif not isinstance(params, dict):
         raise RpcError(ErrorCode.INVALID_PARAMS, "params must be an object")
     check_finite(params)
-    try:
-        return model.model_validate(params)
-    except Exception as exc:
-        from pydantic import ValidationError
-
-        if not isinstance(exc, ValidationError):
-            raise
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        first = errors[0]
-        where = ".".join(str(part) for part in first["loc"]) or "params"
-        raise RpcError(
-            ErrorCode.INVALID_PARAMS,
-            f"invalid params: {where}: {first['msg']}",
-            {"errors": errors},
-        ) from None
+    return model.model_validate(params)
 
 
 def check_finite(params: Any) -> None:
@@ -159,9 +140,28 @@ _INITIALIZE_KEYS = frozenset({"protocolVersion", "clientInfo", "capabilities"})
 _CLIENT_INFO_KEYS = frozenset({"name", "version"})
 
 
-def rpc_error(exc: ConversationError) -> RpcError:
-    """The JSON-RPC error for a manager error."""
-    return RpcError(_ERROR_CODES.get(type(exc), ErrorCode.INTERNAL_ERROR), exc.message, exc.data)
+def rpc_error(exc: Exception) -> RpcError:
+    """The JSON-RPC error that answers a request whose handler or work raised `exc`.
+
+    Manager errors get their codes (PROTOCOL section 6), params that do not fit
+    their model -32602 listing the errors, anything unexpected -32603 (logged,
+    never shown to the client).
+    """
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, ConversationError):
+        code = _ERROR_CODES.get(type(exc), ErrorCode.INTERNAL_ERROR)
+        return RpcError(code, exc.message, exc.data)
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        first = errors[0]
+        where = ".".join(str(part) for part in first["loc"]) or "params"
+        return RpcError(
+            ErrorCode.INVALID_PARAMS,
+            f"invalid params: {where}: {first['msg']}",
+            {"errors": errors},
+        )
+    return internal_error(exc)
 
 
 class Server:
@@ -178,19 +178,14 @@ class Server:
         manager: ConversationManager,
         providers: ProviderRegistry,
         store: ConversationStore,
-        options: ServeOptions,
     ) -> None:
         self.conn = connection
         self.manager = manager
         self.providers = providers
         self.store = store
-        self.options = options
         self.initialized = False
-        self.shut_down = False
-        self.stop = anyio.Event()
-        self.stop_reason = ""
-        self._drain_scope: anyio.CancelScope | None = None
-        self._reader_scope = anyio.CancelScope()
+        self.shut_down = False  # later requests but ping are refused
+        self.exit_requested = anyio.Event()  # the `exit` notification came
         self._first_request = anyio.Event()
         self._register()
 
@@ -212,11 +207,17 @@ class Server:
         }
         for name, handler in table.items():
             self.conn.method(name, self._guard(name, handler))
+        self.conn.map_errors(rpc_error)
         self.conn.notification("initialized", lambda params: None)
         self.conn.notification("exit", self.on_exit)
+        # Both families' cancellation: LSP's and MCP's, each naming the request its way.
+        self.conn.notification("$/cancelRequest", self._canceller("$/cancelRequest", "id"))
+        self.conn.notification(
+            "notifications/cancelled", self._canceller("notifications/cancelled", "requestId")
+        )
 
     def _guard(self, name: str, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """Lifecycle checks and error mapping around a handler."""
+        """The lifecycle's checks around a handler."""
         lifecycle = name in ("initialize", "ping")
 
         def guarded(params: Any) -> Any:
@@ -226,23 +227,21 @@ class Server:
                 self.initialized = True
             if not self._first_request.is_set():
                 self._first_request.set()
-            try:
-                result = handler(params)
-            except ConversationError as exc:
-                raise rpc_error(exc) from None
-            if isinstance(result, Deferred):
-                work = result.work
-
-                async def mapped() -> Any:
-                    try:
-                        return await work()
-                    except ConversationError as exc:
-                        raise rpc_error(exc) from None
-
-                result.work = mapped
-            return result
+            return handler(params)
 
         return guarded
+
+    def _canceller(self, method: str, param: str) -> Callable[[Any], None]:
+        """A cancellation notification's handler: `params[param]` names the request."""
+
+        def cancel(params: Any) -> None:
+            target = params.get(param) if isinstance(params, dict) else None
+            if target is None or not valid_id(target):
+                log.warning("ignoring %s without a valid request id", method)
+                return
+            self.conn.cancel(target)
+
+        return cancel
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -286,19 +285,11 @@ class Server:
             await self.store.close()
             return {}
 
-        return Deferred(work)
+        return Work(work)
 
     def on_exit(self, params: Any) -> None:
-        """`exit`: end the process (after shutdown's work, if it was not asked for)."""
-        self.request_stop("exit")
-
-    def request_stop(self, reason: str) -> None:
-        """Begin ending the process; the first reason wins, a signal cuts a drain short."""
-        if reason == "signal" and self._drain_scope is not None:
-            self._drain_scope.cancel()
-        if not self.stop.is_set():
-            self.stop_reason = reason
-            self.stop.set()
+        """`exit`: end the session (after shutdown's work, if it was not asked for)."""
+        self.exit_requested.set()
 
     async def warm_up(self) -> None:
         """After the first answer is written, build the conversation methods' validators."""
@@ -313,50 +304,6 @@ class Server:
         ):
             model.model_rebuild(force=True)
 
-    async def read_until_eof(self, task_group: TaskGroup) -> None:
-        """Read requests until end of input (or until stopped for another reason)."""
-        with self._reader_scope:
-            await self.conn.read_loop(task_group)
-            self.request_stop("eof")
-
-    async def finish(self) -> None:
-        """End the session for `stop_reason`: drain on EOF, abort otherwise, then flush."""
-        conn = self.conn
-        self._reader_scope.cancel()
-        if self.stop_reason == "eof":
-            with anyio.move_on_after(self.options.drain_timeout) as scope:
-                self._drain_scope = scope
-                await conn.wait_idle()
-                await self.manager.drain()
-            self._drain_scope = None
-        conn.cancel_all()
-        with anyio.move_on_after(1):
-            await conn.wait_idle()
-        self.shut_down = True
-        with anyio.CancelScope(shield=True):
-            await self.manager.close_all("shutdown")
-            await self.store.close()
-        flush_timeout = (
-            self.options.signal_flush_timeout
-            if self.stop_reason == "signal"
-            else self.options.drain_timeout
-        )
-        with anyio.move_on_after(flush_timeout):
-            await conn.outbound.flush()
-
-    async def watch_output(self) -> None:
-        """A client that closed our stdout can read nothing more: stop as on a signal."""
-        await self.conn.outbound.gone.wait()
-        log.info("stdout is closed; stopping")
-        self.request_stop("output closed")
-
-    async def watch_signals(self) -> None:
-        """SIGTERM and SIGINT end the process promptly."""
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("received signal %d; stopping", signum)
-                self.request_stop("signal")
-
     # --- conversations ----------------------------------------------------------------
 
     def new_conversation(self, params: Any) -> Any:
@@ -370,17 +317,21 @@ class Server:
             record = await self.manager.new_conversation(conversation_id, settings)
             return session_configured(record)
 
-        return Deferred(work, (conversation_id,))
+        return Work(work, (conversation_id,))
 
     def get_conversation(self, params: Any) -> Any:
         """`getConversation`."""
         p = parse(m.GetConversationParams, params)
         cid = p.conversation_id
-        conv = self.manager.loaded(cid)
-        if conv is not None and not p.include_history and self.conn.sequencer.idle(cid):
-            return conversation_info(self.manager.view(conv))
 
-        async def work() -> Any:
+        def work() -> Any:
+            conv = self.manager.loaded(cid)
+            if conv is not None and not p.include_history:
+                # Loaded and no history asked for: answered without waiting.
+                return conversation_info(self.manager.view(conv))
+            return read()
+
+        async def read() -> Any:
             info = conversation_info(await self.manager.get_conversation(cid))
             if p.include_history:
                 history, next_offset = await self._history_page(
@@ -390,7 +341,7 @@ class Server:
                 info["nextHistoryOffset"] = next_offset
             return info
 
-        return Deferred(work, (cid,))
+        return Work(work, (cid,))
 
     async def _history_page(
         self, cid: str, info: dict[str, Any], offset: int, limit: int | None
@@ -432,7 +383,7 @@ class Server:
             removed = await self.manager.remove_conversation(p.conversation_id, p.delete_history)
             return {"removed": removed}
 
-        return Deferred(work, (p.conversation_id,))
+        return Work(work, (p.conversation_id,))
 
     def fork_conversation(self, params: Any) -> Any:
         """`forkConversation`."""
@@ -457,7 +408,7 @@ class Server:
             )
             return session_configured(record)
 
-        return Deferred(work, keys)
+        return Work(work, keys)
 
     def send_user_turn(self, params: Any) -> Any:
         """`sendUserTurn`: the response is queued before the turn's first event."""
@@ -468,25 +419,18 @@ class Server:
         )
         texts = [part.text for part in p.input]
         cid = p.conversation_id
-        if self.conn.sequencer.idle(cid):
+
+        def work() -> Any:
+            # The turn runs in the manager's task: this returns once it has started.
             return {"turnId": self.manager.send_user_turn(cid, texts, settings)}
 
-        async def work() -> Any:
-            return {"turnId": self.manager.send_user_turn(cid, texts, settings)}
-
-        return Deferred(work, (cid,))
+        return Work(work, (cid,))
 
     def interrupt_conversation(self, params: Any) -> Any:
         """`interruptConversation`."""
         p = parse(m.InterruptConversationParams, params)
         cid = p.conversation_id
-        if self.conn.sequencer.idle(cid):
-            return {"interrupted": self.manager.interrupt(cid)}
-
-        async def work() -> Any:
-            return {"interrupted": self.manager.interrupt(cid)}
-
-        return Deferred(work, (cid,))
+        return Work(lambda: {"interrupted": self.manager.interrupt(cid)}, (cid,))
 
     def list_conversations(self, params: Any) -> Any:
         """`listConversations`: newest first, with a cursor."""
@@ -499,7 +443,7 @@ class Server:
                 raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: cursor: {exc}") from None
             return self._list_page([conversation_info(v) for v in views], next_cursor)
 
-        return Deferred(work)
+        return Work(work)
 
     def _list_page(self, infos: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
         """A list page, ended early (with its cursor) where it would not fit the response limit."""
@@ -528,4 +472,4 @@ class Server:
             record = await self.manager.resume_conversation(p.conversation_id, overrides)
             return session_configured(record)
 
-        return Deferred(work, (p.conversation_id,))
+        return Work(work, (p.conversation_id,))
