@@ -169,10 +169,6 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # The Endpoint logs every error response with a traceback; we log our own.
-    logging.getLogger("pylsp_jsonrpc").setLevel(
-        logging.DEBUG if level == "debug" else logging.CRITICAL
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,12 @@ Batches, invalid input and the answers to the server's own requests
 request is the dialect's business (it calls `cancel`).
 """
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from inspect import isawaitable
+from types import CoroutineType
+from typing import Any, TypeGuard
 
 import anyio
 from anyio.abc import TaskGroup
@@ -263,7 +264,7 @@ class Connection:
                     self._start(key, method, answer, result.run, None, keys)
                     return
                 result = result.run()
-            if inspect.isawaitable(result):
+            if _awaitable(result):
                 self._start(key, method, answer, None, result, keys)
                 return
         except Exception as exc:
@@ -305,7 +306,7 @@ class Connection:
                     if ticket is not None:
                         await ticket.wait()
                     result = run() if run is not None else awaitable
-                    if inspect.isawaitable(result):
+                    if _awaitable(result):
                         result = await result
                     message = {"jsonrpc": "2.0", "id": key, "result": result}
                 if message is None:
@@ -358,6 +359,12 @@ class Connection:
 
     def _send_error(self, msg_id: RequestId, code: int, message: str, data: Any = None) -> None:
         self.outbound.send(_error(msg_id, code, message, data))
+
+
+def _awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+    """isawaitable, with the common answers first: a coroutine, or a result dict."""
+    kind = type(value)
+    return kind is CoroutineType or (kind is not dict and isawaitable(value))
 
 
 def _error(msg_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

@@ -33,9 +33,10 @@ The path used, guarded:
   a key other than code/message/data, makes consume() raise (AttributeError
   or TypeError out of JsonRpcException.from_dict): it is given a cleaned
   error, and the caller gets the client's own code and message from here.
-- An answer to an id it does not know is dropped with a log line of its own
-  (silenced by cli): answers are checked against our table of waiting ids
-  first, so an unknown, a second or a late answer is logged here.
+- An answer to an id it does not know is dropped with a warning of its own:
+  answers are checked against our table of waiting ids first, so an unknown,
+  a second or a late answer is logged here, once, and the Endpoint logs only
+  at debug level (its request path logged every error with a traceback).
 - future.cancel() sends `$/cancelRequest`, then raises InvalidStateError in
   its own done callback (logged as an error by concurrent.futures) and keeps
   the id waiting, so a late answer raises InvalidStateError out of consume():

@@ -56,9 +56,9 @@ def classify(value: Any) -> Valid | Invalid:
     has_id = raw_id is not _NO_ID
     # A string method and no id: a notification, never answered even when malformed.
     answer = has_id or not isinstance(value.get("method"), str)
-    msg_id: RequestId = raw_id if has_id and _valid_id(raw_id) else None
     if has_id and not _valid_id(raw_id):
         return Invalid(None, "id must be a string, an integer or null")
+    msg_id: RequestId = raw_id if has_id else None
     version = value.get("jsonrpc", "2.0")
     if version != "2.0":
         return Invalid(msg_id, 'jsonrpc must be "2.0"', answer)
