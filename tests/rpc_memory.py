@@ -265,11 +265,12 @@ async def session(
             server_end.close_output()
             client.ended.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        yield client
-        client.close_input()
-        with anyio.fail_after(TIMEOUT):
-            if not client.eof:
-                await client.discard_until_eof()
-            await client.ended.wait()
+    with server_end, client_end:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            yield client
+            client.close_input()
+            with anyio.fail_after(TIMEOUT):
+                if not client.eof:
+                    await client.discard_until_eof()
+                await client.ended.wait()

@@ -82,14 +82,15 @@ async def connected(
         conn.method(name, handler)
     for name, handler in (notifications or {}).items():
         conn.notification(name, handler)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.outbound.run)
-        tg.start_soon(conn.read_loop, tg)
-        yield conn, Peer(client_end)
-        client_end.close_output()
-        with anyio.fail_after(10):
-            await conn.wait_idle()
-        tg.cancel_scope.cancel()
+    with server_end, client_end:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.outbound.run)
+            tg.start_soon(conn.read_loop, tg)
+            yield conn, Peer(client_end)
+            client_end.close_output()
+            with anyio.fail_after(10):
+                await conn.wait_idle()
+            tg.cancel_scope.cancel()
 
 
 def error_of(response: Message) -> tuple[int, str]:
@@ -311,6 +312,35 @@ async def test_work_behind_a_cancelled_request_still_waits_for_the_earlier_work(
         ]
 
 
+async def test_everyone_waiting_for_idle_wakes_when_the_last_request_ends() -> None:
+    gate = anyio.Event()
+
+    def hold(params: Any) -> Work:
+        async def run() -> Any:
+            await gate.wait()
+            return "done"
+
+        return Work(run)
+
+    async with connected({"hold": hold, "ping": lambda params: {}}) as (conn, peer):
+        await peer.request(1, "hold")
+        await peer.result(2, "ping")  # "hold" runs by now
+        woken: list[int] = []
+
+        async def wait(n: int) -> None:
+            await conn.wait_idle()
+            woken.append(n)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, 1)
+            tg.start_soon(wait, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            gate.set()
+        assert sorted(woken) == [1, 2]
+        assert (await peer.read())["result"] == "done"
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -501,14 +531,15 @@ async def test_once_input_ends_server_requests_fail_with_client_gone() -> None:
             outcome.append("gone")
         asked.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.outbound.run)
-        tg.start_soon(ask)
-        assert (await peer.read())["method"] == "tool/call"
-        client_end.close_output()
-        await conn.read_loop(tg)
-        await asked.wait()
-        tg.cancel_scope.cancel()
+    with server_end, client_end:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.outbound.run)
+            tg.start_soon(ask)
+            assert (await peer.read())["method"] == "tool/call"
+            client_end.close_output()
+            await conn.read_loop(tg)
+            await asked.wait()
+            tg.cancel_scope.cancel()
     assert outcome == ["gone"]
     with pytest.raises(ClientGone):
         await conn.request("approval/request")
@@ -553,7 +584,7 @@ async def test_a_reader_that_goes_away_makes_the_outbound_queue_gone() -> None:
     conn = Connection(server_end)
     client_end.close_input()
     conn.outbound.send({"jsonrpc": "2.0", "method": "x"})
-    with anyio.fail_after(10):
+    with server_end, client_end, anyio.fail_after(10):
         await conn.outbound.run()
     assert conn.outbound.closed and conn.outbound.gone.is_set()
     conn.outbound.send({"jsonrpc": "2.0", "method": "discarded"})

@@ -133,8 +133,7 @@ class Connection:
     async def wait_idle(self) -> None:
         """Return once every request running as a task has ended."""
         while self._inflight:
-            self._inflight_done = anyio.Event()
-            await self._inflight_done.wait()
+            await self._inflight_changed()
 
     async def request(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
         """Send a request to the client and wait for its result (see ServerRequests.request)."""
@@ -152,7 +151,7 @@ class Connection:
             if outbound.size > 0:
                 await outbound.wait_readable_room()
             while len(self._inflight) >= MAX_INFLIGHT:
-                await self._wait_inflight_below()
+                await self._inflight_changed()
             data = await receive()
             if not data:
                 break
@@ -168,8 +167,11 @@ class Connection:
         # Nobody can answer the server's requests any more.
         self._server_requests.close()
 
-    async def _wait_inflight_below(self) -> None:
-        self._inflight_done = anyio.Event()
+    async def _inflight_changed(self) -> None:
+        """Wait until a request running as a task ends."""
+        # One event for every waiter at once: a new one only once the last was set.
+        if self._inflight_done.is_set():
+            self._inflight_done = anyio.Event()
         await self._inflight_done.wait()
 
     def _on_frame(self, frame: bytes | Oversize | BadFrame) -> None:
@@ -300,7 +302,7 @@ class Connection:
         scope: anyio.CancelScope,
     ) -> None:
         try:
-            message: dict[str, Any] | None = None
+            response: dict[str, Any] | None = None  # stays None when cancelled
             try:
                 with scope:
                     if ticket is not None:
@@ -308,16 +310,16 @@ class Connection:
                     result = run() if run is not None else awaitable
                     if _awaitable(result):
                         result = await result
-                    message = {"jsonrpc": "2.0", "id": key, "result": result}
-                if message is None:
-                    message = _error(key, ErrorCode.REQUEST_CANCELLED, "request cancelled")
+                    response = {"jsonrpc": "2.0", "id": key, "result": result}
             except Exception as exc:
                 self._failed(key, method, answer, exc)
             else:
-                if answer:
-                    self._respond(key, message)
-                else:
+                if response is None and answer:
+                    response = _error(key, ErrorCode.REQUEST_CANCELLED, "request cancelled")
+                if response is None:
                     log.debug("notification %s cancelled", method)
+                elif answer:
+                    self._respond(key, response)
         finally:
             # After the answer is queued: "response before events" holds for the next holder.
             if ticket is not None:

@@ -67,10 +67,9 @@ Send = Callable[[dict[str, Any]], None]
 class _Waiting:
     """One request of ours without an answer yet."""
 
-    __slots__ = ("answered", "error", "future", "gone")
+    __slots__ = ("answered", "error", "gone")
 
     def __init__(self, future: "Future[Any]") -> None:
-        self.future = future
         self.answered = anyio.Event()
         self.error: RpcError | None = None  # the client's error, as it sent it
         self.gone = False  # settled because the client's input ended

@@ -62,6 +62,17 @@ class MemoryByteStream:
         """Stop reading: the other end's sends fail from now on."""
         self._incoming.close()
 
+    def close(self) -> None:
+        """Close both directions."""
+        self._incoming.close()
+        self._outgoing.close()
+
+    def __enter__(self) -> "MemoryByteStream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def memory_pipe(buffer: float = math.inf) -> tuple[MemoryByteStream, MemoryByteStream]:
     """Two connected ends; each direction holds up to `buffer` unread chunks."""
