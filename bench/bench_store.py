@@ -30,6 +30,7 @@ from convmgr.store.sqlite import SqliteStore
 
 BIG = "big-conversation"
 TAIL = 200  # items a resume-like access reads from the end
+SETTINGS = json.dumps({"provider": "echo", "model": "echo"})
 
 
 def rss_kib() -> int:
@@ -55,17 +56,17 @@ def populate(path: Path, conversations: int, items: int) -> None:
     rows = []
     for n in range(conversations):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + n)) + f".{n % 10**6:06}Z"
-        rows.append((f"conv-{n:06}", "echo", "echo", stamp, stamp, 2, 4, f"question {n}"))
+        rows.append((f"conv-{n:06}", SETTINGS, stamp, stamp, 2, 4, f"question {n}"))
     conn.executemany(
-        "INSERT INTO conversations (conversation_id, provider, model, created_at, updated_at, "
-        "history_length, last_seq, preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO conversations (conversation_id, settings, created_at, updated_at, "
+        "history_length, last_seq, preview) VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     now = utc_now()
     conn.execute(
-        "INSERT INTO conversations (conversation_id, provider, model, created_at, updated_at, "
-        "history_length, last_seq, preview) VALUES (?, 'echo', 'echo', ?, ?, ?, ?, 'message 0')",
-        (BIG, now, now, items, items * 3),
+        "INSERT INTO conversations (conversation_id, settings, created_at, updated_at, "
+        "history_length, last_seq, preview) VALUES (?, ?, ?, ?, ?, ?, 'message 0')",
+        (BIG, SETTINGS, now, now, items, items * 3),
     )
     conn.executemany(
         "INSERT INTO items (conversation_id, idx, json, is_user) VALUES (?, ?, ?, ?)",
@@ -220,12 +221,9 @@ def bench_resume(path: Path, items: int, rows: list[tuple[str, str, str]]) -> No
     )
 
 
-async def bench_commits(
-    directory: Path, rows: list[tuple[str, str, str]], commit_process: bool
-) -> None:
+async def bench_commits(directory: Path, rows: list[tuple[str, str, str]]) -> None:
     """commit_turn throughput, one writer and 50 concurrent conversations."""
-    how = "commit process" if commit_process else "store thread"
-    store = SqliteStore(directory / f"commits-{how[:6]}.sqlite3", commit_process=commit_process)
+    store = SqliteStore(directory / "commits.sqlite3")
     await store.open()
     try:
         records = []
@@ -246,7 +244,7 @@ async def bench_commits(
             record.last_seq += 4
             await store.commit_turn(record, items)
 
-        await commit(records[0], -1)  # the commit process is ready after this
+        await commit(records[0], -1)
         turns = 3000
         start = time.perf_counter()
         for n in range(turns):
@@ -268,14 +266,14 @@ async def bench_commits(
         await store.close()
     rows.append(
         (
-            f"commit_turn on the {how}, one after another",
+            "commit_turn, one after another",
             f"{sequential:8.0f} turns/s  ({1e6 / sequential:.0f} us/turn)",
             "info",
         )
     )
     rows.append(
         (
-            f"commit_turn on the {how}, 50 conversations at once",
+            "commit_turn, 50 conversations at once",
             f"{concurrent:8.0f} turns/s  ({1e6 / concurrent:.0f} us/turn)",
             "info",
         )
@@ -298,8 +296,7 @@ async def main(args: argparse.Namespace) -> None:
         await bench_list(path, rows)
         bench_resume(path, args.items, rows)
         bench_fork(path, args.items, rows)
-        for commit_process in (False, True):
-            await bench_commits(directory, rows, commit_process)
+        await bench_commits(directory, rows)
     print(
         f"store: {args.conversations:,} conversations + one of {args.items:,} items, "
         f"{size:.0f} MiB, loaded in {setup:.1f} s; sqlite {sqlite3.sqlite_version}"

@@ -7,8 +7,7 @@ Drives `python -m convmgr` over pipes: N conversations, each running short echo
 turns in lock-step (the next turn is sent when the previous turnComplete is
 read), all conversations at once. Every turn commits its two items to the
 store before its turnComplete is written. Target (issue 3): throughput with the
-store >= 0.8x that of `--no-store`. Server CPU counts the store's commit
-process (a child of the server) too.
+store >= 0.8x that of `--no-store`.
 """
 
 import argparse
@@ -70,12 +69,8 @@ class Server:
             raise RuntimeError(f"server exited with {self.proc.returncode}")
 
     def cpu_seconds(self) -> float:
-        """The server's CPU time so far, user + system, all threads and its live
-        children (the store's commit process) included (Linux)."""
-        pid = self.proc.pid
-        total = _process_cpu(pid)
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return total + sum(_process_cpu(int(child)) for child in children)
+        """The server's CPU time so far, user + system, all threads included (Linux)."""
+        return _process_cpu(self.proc.pid)
 
 
 def _process_cpu(pid: int) -> float:

@@ -7,15 +7,11 @@ from convmgr.store.base import ConversationStore
 from convmgr.store.memory import MemoryStore
 from convmgr.store.sqlite import SqliteStore
 
-# "sqlite-commit-process": turns committed by the child process, as in the server.
-STORE_KINDS = ("memory", "sqlite", "sqlite-commit-process")
+STORE_KINDS = ("memory", "sqlite")
 
 
 def new_store(kind: str, directory: Path) -> ConversationStore:
     """A fresh store of that kind (each SQLite one in its own file)."""
     if kind == "memory":
         return MemoryStore()
-    return SqliteStore(
-        directory / f"{uuid.uuid4().hex}.sqlite3",
-        commit_process=kind == "sqlite-commit-process",
-    )
+    return SqliteStore(directory / f"{uuid.uuid4().hex}.sqlite3")

@@ -274,21 +274,27 @@ def test_new_conversation_at_the_file_size_limit(spawn: Any, tmp_path: Path) -> 
 
 @needs_prlimit
 @pytest.mark.anyio
-async def test_commit_process_reports_storage_failure(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "cp.sqlite3", commit_process=True)
+async def test_a_turn_commit_at_the_file_size_limit_fails_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """The WAL may not grow: the COMMIT fails, is read back as not landed, and says why."""
+    store = SqliteStore(tmp_path / "limit.sqlite3")
     await store.open()
     try:
         record = make_record("c")
         await store.create(record, [])
-        committer = store._committer
-        assert committer is not None
-        pid = committer._proc.pid
-        set_limit(pid, Path(f"{store.path}-wal").stat().st_size)
-        record.history_length += 2
-        with pytest.raises(StorageFailed) as failed:
-            await store.commit_turn(record, history_of(2, "lost"))
+        # This very process: Python ignores SIGXFSZ, so the write fails with EFBIG.
+        set_limit(0, Path(f"{store.path}-wal").stat().st_size)
+        try:
+            record.history_length += 2
+            with pytest.raises(StorageFailed) as failed:
+                await store.commit_turn(record, history_of(2, "lost"))
+        finally:
+            set_limit(0, resource.RLIM_INFINITY)
         assert failed.value.reason in ("io_error", "disk_full")
-        set_limit(pid, resource.RLIM_INFINITY)
+        stored = await store.get("c")
+        assert stored is not None and stored.history_length == 0
+        assert await store.read_items("c") == []
         await store.commit_turn(record, history_of(2, "kept"))
         assert await store.read_items("c") == history_of(2, "kept")
     finally:

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_kinds import new_store
+from store_kinds import STORE_KINDS, new_store
 from test_manager import Recorder
 from test_store_sqlite import add_turn, make_record, turn
 
@@ -31,10 +31,6 @@ from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
 from convmgr.store.memory import MemoryStore
 from convmgr.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore
-
-# Fork never commits a turn: the commit process adds nothing to these examples.
-KINDS = ("memory", "sqlite")
-
 
 # --- save_records ----------------------------------------------------------------------------
 
@@ -157,7 +153,7 @@ async def check_fork(store: ConversationStore, items: list[Item], drop: int) -> 
     assert await store.read_items("fork3") == expected
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", STORE_KINDS)
 @settings(
     max_examples=120,
     deadline=None,

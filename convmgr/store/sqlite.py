@@ -27,8 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-import anyio
-
 from convmgr.model import (
     ConversationExists,
     ConversationLocked,
@@ -39,12 +37,12 @@ from convmgr.model import (
     preview_of,
     utc_now,
 )
-from convmgr.store.commit_channel import CommitProcess, CommitProcessUnavailable
 from convmgr.store.db_thread import _DbThread, _Job
 from convmgr.store.memory import decode_cursor, encode_cursor
 from convmgr.store.process_identity import _BOOT_ID, _proc_stat, _process_alive
 from convmgr.store.sqlite_commit import (
     BUSY_TIMEOUT_MS,
+    INSERT_NEW_ITEMS,
     commit_turns,
     configure,
     write_transaction,
@@ -53,7 +51,7 @@ from convmgr.store.sqlite_errors import storage_failed, storage_reason
 from convmgr.store.sqlite_rows import (
     _COLUMNS,
     _SUMMARY_SET,
-    _item_rows,
+    _items_json,
     _record_from_row,
     _record_row,
     _summary,
@@ -87,12 +85,8 @@ class StoreClosedError(RuntimeError):
 class SqliteStore:
     """Conversations in one SQLite file (WAL), shared safely by several processes."""
 
-    def __init__(self, path: Path, *, commit_process: bool = False) -> None:
+    def __init__(self, path: Path, *, commit_process: bool = False) -> None:  # TEMP-KEYWORD
         self.path = Path(path)
-        # Turn commits go to a child process when asked (the server does) and
-        # possible; see commit_channel. Started by open().
-        self._commit_process_wanted = commit_process
-        self._committer: CommitProcess | None = None
         self._conn: sqlite3.Connection | None = None
         self._thread: _DbThread | None = None
         # What PRAGMA quick_check found wrong (None: nothing, or not run yet),
@@ -163,9 +157,6 @@ class SqliteStore:
         # Checked on the thread, not awaited: the first answer (initialize) does
         # not wait for it, and every store operation queues behind it.
         self._check_job = thread.post(self._quick_check_sync, interrupt=self._interrupt)
-        if self._commit_process_wanted:
-            # Started now, so that it is ready (~40 ms) before the first turn ends.
-            self._committer = CommitProcess.start(self.path)
 
     def _open_sync(self) -> None:
         if self._conn is not None:
@@ -348,11 +339,6 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish queued writes, release this store's leases and close (idempotent)."""
-        committer, self._committer = self._committer, None
-        if committer is not None:
-            # Every turn sent is answered before the leases go.
-            with anyio.CancelScope(shield=True):
-                await committer.aclose()
         thread, self._thread = self._thread, None
         if thread is not None:
             check, self._check_job = self._check_job, None
@@ -397,21 +383,18 @@ class SqliteStore:
 
         With lease, this process's lease is taken in the same transaction.
         """
-        await self._run(self._create_sync, record, _item_rows(items), lease)
+        await self._run(self._create_sync, record, _items_json(items), len(items), lease)
 
     def _create_sync(
-        self, record: ConversationRecord, rows: list[tuple[str, int]], lease: bool
+        self, record: ConversationRecord, items_json: str, count: int, lease: bool
     ) -> None:
         conn = self._db()
-        cid = record.conversation_id
         with write_transaction(conn):
-            self._insert_conversation(conn, record, len(rows))
-            conn.executemany(
-                "INSERT INTO items (conversation_id, idx, json, is_user) VALUES (?, ?, ?, ?)",
-                ((cid, idx, row, user) for idx, (row, user) in enumerate(rows)),
-            )
+            self._insert_conversation(conn, record, count)
+            if count:
+                conn.execute(INSERT_NEW_ITEMS, (record.conversation_id, items_json))
             if lease:
-                self._take_lease(conn, cid)
+                self._take_lease(conn, record.conversation_id)
 
     @staticmethod
     def _insert_conversation(
@@ -492,28 +475,26 @@ class SqliteStore:
 
     async def commit_turn(self, record: ConversationRecord, items: Sequence[Item]) -> None:
         """Append one turn's items and save the record's summary, in one transaction."""
-        if self._corrupt is not None:
-            # The commit process does not know: refuse here, as the thread would.
-            raise StorageFailed("corrupt", self._corrupt)
-        cid, summary = record.conversation_id, _summary(record)
-        committer = self._committer
-        if committer is not None and committer.usable:
-            try:
-                # Encoded in the process, after this call: the manager builds the
-                # items for this commit and never changes them.
-                await committer.commit((cid, summary, list(items)))
-            except CommitProcessUnavailable:
-                pass  # it never reached the process: the thread commits it
-            else:
-                return
-        await self._run(self._commit_batch_sync, cid, summary, _item_rows(items), batchable=True)
+        if "\x00" in record.conversation_id:
+            # SQLite's JSON functions cut a string at a NUL: the batch could not name it.
+            raise ValueError("a conversation id with a NUL character cannot take turns")
+        # Encoded here, once per turn: a turn that does not encode fails alone.
+        await self._run(
+            self._commit_batch_sync,
+            record.conversation_id,
+            _summary(record),
+            _items_json(items),
+            len(items),
+            batchable=True,
+        )
 
     def _commit_batch_sync(self, jobs: builtins.list[_Job]) -> None:
         """Commit the queued commit_turn jobs in one transaction; each succeeds or fails alone."""
         try:
             errors = commit_turns(self._db(), [job.args for job in jobs])
         except BaseException as exc:
-            # The transaction as a whole failed (or the store is closed): nothing was kept.
+            # The transaction as a whole failed (or the store is closed): nothing
+            # was kept, or (CommitOutcomeUnknown) whether it was cannot be told.
             for job in jobs:
                 job.set_exception(exc)
             return

@@ -1,7 +1,6 @@
 """SQLite errors as the protocol's storage failures (-32006 with data.reason).
 
-The one mapping from SQLite result codes to StorageFailed reasons, used by the
-store's thread and by the commit process alike.
+The one mapping from SQLite result codes to StorageFailed reasons.
 """
 
 import sqlite3

@@ -1,4 +1,4 @@
-"""Rows of the SQLite store: records to and from conversations rows, items to item rows.
+"""Rows of the SQLite store: records to and from conversations rows, items as JSON.
 
 A conversation's settings are one JSON column (the fields it was given), so a
 new setting needs no new column. Item and settings JSON is encoded here, with
@@ -6,7 +6,7 @@ one encoder for the whole store.
 """
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from convmgr.model import ConversationRecord, ConversationSettings, Item
@@ -45,48 +45,14 @@ def _record_row(record: ConversationRecord, history_length: int) -> tuple[Any, .
 
 
 # One encoder for every row: json.dumps with options builds a new one per call.
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# JSON has no NaN or Infinity: refused here rather than written.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_dump: Final = _ENCODER.encode
 
 
-def _make_dump() -> Callable[[Any], str]:
-    """The encoder's encode, minus the C encoder it builds afresh on every call.
-
-    JSONEncoder.encode makes a new C encoder object for each value; building it
-    once halves the cost of encoding a small item. Same output (same options);
-    without the C accelerator (other Pythons) the plain encode is used.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    basestring = getattr(json.encoder, "c_encode_basestring", None)
-    if make is None or basestring is None:
-        return _ENCODER.encode
-    # No markers (check_circular): a shared dict would be kept dirty by a failed
-    # call and shared between threads. A circular value overflows the C stack
-    # guard instead, and is then encoded again the plain way for the usual error.
-    encoder = make(None, _ENCODER.default, basestring, None, ":", ",", False, False, True)
-    join = "".join
-    plain = _ENCODER.encode
-
-    def dump(value: Any) -> str:
-        if type(value) is str:
-            return plain(value)
-        try:
-            return join(encoder(value, 0))
-        except (RecursionError, TypeError, ValueError):
-            return plain(value)  # the usual error (or, should it succeed, the same text)
-
-    return dump
-
-
-_dump: Final = _make_dump()
-
-
-def _item_rows(items: Sequence[Item]) -> list[tuple[str, int]]:
-    """(json, is_user) of each item: the row values of the items table."""
-    # history.is_user_message, inlined: this runs on the event loop for every turn.
-    return [
-        (_dump(item), 1 if item.get("type") == "message" and item.get("role") == "user" else 0)
-        for item in items
-    ]
+def _items_json(items: Sequence[Item]) -> str:
+    """The items as one JSON array: the store splits it into rows inside SQLite."""
+    return _dump(items if isinstance(items, list) else list(items))
 
 
 def _summary(record: ConversationRecord) -> tuple[Any, ...]:
@@ -97,4 +63,5 @@ def _summary(record: ConversationRecord) -> tuple[Any, ...]:
     return (_dump(record.settings.given()), record.updated_at, record.last_seq, record.preview)
 
 
+_SUMMARY_COLUMNS: Final = "settings, updated_at, last_seq, preview"
 _SUMMARY_SET: Final = "settings = ?, updated_at = ?, last_seq = ?, preview = ?"
