@@ -87,7 +87,7 @@ def open_store(args: argparse.Namespace) -> ConversationStore:
     from convmgr.store.paths import default_store_path
     from convmgr.store.sqlite import SqliteStore
 
-    return SqliteStore(args.store or default_store_path(), commit_process=True)
+    return SqliteStore(args.store or default_store_path())
 
 
 def load_providers(args: argparse.Namespace) -> ProviderRegistry:
