@@ -85,7 +85,7 @@ class StoreClosedError(RuntimeError):
 class SqliteStore:
     """Conversations in one SQLite file (WAL), shared safely by several processes."""
 
-    def __init__(self, path: Path, *, commit_process: bool = False) -> None:  # TEMP-KEYWORD
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._thread: _DbThread | None = None
