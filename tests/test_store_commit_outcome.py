@@ -117,6 +117,14 @@ async def stored(store: SqliteStore, cid: str) -> tuple[int, list[Item]]:
     return record.history_length, await store.read_items(cid)
 
 
+async def created(store: SqliteStore, count: int) -> list[ConversationRecord]:
+    """`count` new conversations c0, c1, ... with empty histories, stored."""
+    records = [make_record(f"c{n}") for n in range(count)]
+    for record in records:
+        await store.create(record, [])
+    return records
+
+
 async def test_a_commit_that_landed_before_its_error_is_reported_committed(
     faulty: tuple[SqliteStore, FaultyConnection],
 ) -> None:
@@ -219,9 +227,7 @@ async def test_a_batch_that_landed_is_reported_committed_and_not_redone(
 ) -> None:
     """Also when one turn failed alone and the rest were redone under savepoints."""
     store, conn = faulty
-    records = [make_record(f"c{n}") for n in range(6)]
-    for record in records:
-        await store.create(record, [])
+    records = await created(store, 6)
     commits = [(record, turn(n)) for n, record in enumerate(records)]
     if bad_turn:
         commits[3] = (records[3], [message_item("user", "lone \ud800")])
@@ -242,9 +248,7 @@ async def test_a_batch_that_did_not_land_is_retried_turn_by_turn(
 ) -> None:
     """Nothing reached the database: the batch is redone (one turn at a time), once."""
     store, conn = faulty
-    records = [make_record(f"c{n}") for n in range(4)]
-    for record in records:
-        await store.create(record, [])
+    records = await created(store, 4)
     conn.mode = "instead"
     errors = await run_one_batch(store, [(record, turn(n)) for n, record in enumerate(records)])
     assert conn.faults == 1 and errors == [None] * 4
@@ -256,9 +260,7 @@ async def test_an_outcome_that_cannot_be_read_back_is_never_written_twice(
     faulty: tuple[SqliteStore, FaultyConnection],
 ) -> None:
     store, conn = faulty
-    records = [make_record(f"c{n}") for n in range(3)]
-    for record in records:
-        await store.create(record, [])
+    records = await created(store, 3)
     conn.mode = "after"
     conn.unreadable = True
     errors = await run_one_batch(store, [(record, turn(n)) for n, record in enumerate(records)])
