@@ -63,7 +63,7 @@ class TurnAborted(WireModel):
     """The turn was stopped."""
 
     type: Literal["turnAborted"] = "turnAborted"
-    reason: Literal["interrupted", "removed", "shutdown"]
+    reason: Literal["interrupted", "removed", "shutdown", "leaseLost"]
 
 
 class TurnError(WireModel):
