@@ -59,6 +59,10 @@ class ConversationSettings:
     ephemeral: bool | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+    # Client tools in their wire shape: [{name, description, inputSchema}].
+    tools: list[dict[str, Any]] | None = None
+    # The configured MCP servers the conversation uses (None: all of them).
+    mcp_servers: list[str] | None = None
 
     def overlay(self, overrides: "ConversationSettings | None") -> "ConversationSettings":
         """These settings with every field `overrides` gives replaced."""
@@ -118,6 +122,41 @@ class TurnSettings:
     model: str | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ToolOutcome:
+    """A tool call's outcome as the model gets it: text, and whether the call failed."""
+
+    text: str
+    is_error: bool = False
+    # The call needed an approval that was refused (or could not be asked for).
+    denied: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class McpServerSettings:
+    """One `[mcp_servers.NAME]` table of the configuration file."""
+
+    name: str
+    command: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    startup_timeout_s: float = 20.0
+    tool_timeout_s: float = 600.0
+    # None: every tool the server lists.
+    enabled_tools: tuple[str, ...] | None = None
+    approval: str = "ask"  # "ask" or "auto"
+
+
+def function_call_item(call_id: str, name: str, arguments: str) -> Item:
+    """A `functionCall` history item (arguments: the model's raw JSON text)."""
+    return {"type": "functionCall", "callId": call_id, "name": name, "arguments": arguments}
+
+
+def function_call_output_item(call_id: str, output: str, is_error: bool) -> Item:
+    """A `functionCallOutput` history item (output: the text sent to the model)."""
+    return {"type": "functionCallOutput", "callId": call_id, "output": output, "isError": is_error}
 
 
 def is_user_message(item: Item) -> bool:

@@ -30,6 +30,8 @@ def test_settings_of_params_carries_every_field() -> None:
         "ephemeral": True,
         "temperature": 0.5,
         "max_output_tokens": 7,
+        "tools": [{"name": "t", "description": "d", "inputSchema": {"type": "object"}}],
+        "mcp_servers": ["files"],
     }
     assert set(values) == set(SETTINGS_FIELDS)
     params = ConversationSettingsParams.model_validate(values)

@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from convmgr.model import Item
 
@@ -19,6 +19,23 @@ class TurnRequest:
     input_text: str
     temperature: float | None = None
     max_output_tokens: int | None = None
+    # The functions the model may call (empty: send no tools at all).
+    tools: Sequence["FunctionTool"] = ()
+    # This turn's calls and outputs so far, after its user message (also at the
+    # end of `history` when that is loaded): what a tool round adds.
+    turn_items: Sequence[Item] = ()
+    # The turn's number in the conversation, from 1 (echo's call ids use it).
+    turn_number: int = 1
+
+
+@dataclass(slots=True, frozen=True)
+class FunctionTool:
+    """A function offered to the model."""
+
+    name: str
+    description: str
+    # A JSON Schema object for the arguments.
+    parameters: dict[str, Any]
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,7 +70,20 @@ class Retrying:
     retry_in_ms: int
 
 
-ProviderEvent = TextDelta | ReasoningDelta | Usage | Retrying
+@dataclass(slots=True, frozen=True)
+class ToolCallRequest:
+    """A whole function call the model asked for (yielded once its arguments are complete).
+
+    `arguments` is the model's raw text; it may not be valid JSON. A Retrying
+    after it voids it like the deltas.
+    """
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+ProviderEvent = TextDelta | ReasoningDelta | Usage | Retrying | ToolCallRequest
 
 
 class ProviderError(Exception):

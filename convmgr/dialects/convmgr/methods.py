@@ -27,6 +27,28 @@ def _json_size_at_most(limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ToolDefinition(WireModel):
+    """A client tool: the client runs it when the model calls it (PROTOCOL section 9)."""
+
+    name: Annotated[str, Field(pattern=TOOL_NAME_PATTERN)]
+    description: str = ""
+    # A JSON Schema object for the arguments.
+    input_schema: dict[str, Any]
+
+
+def _unique_names(tools: list[ToolDefinition] | None) -> list[ToolDefinition] | None:
+    if tools is not None:
+        seen: set[str] = set()
+        for tool in tools:
+            if tool.name in seen:
+                raise ValueError(f"tool names must be unique: {tool.name!r} is given twice")
+            seen.add(tool.name)
+    return tools
+
+
 class ConversationSettingsParams(WireModel):
     """Settings a conversation is created with; also a fork's and a resume's overrides."""
 
@@ -38,6 +60,8 @@ class ConversationSettingsParams(WireModel):
     ephemeral: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
+    tools: Annotated[list[ToolDefinition] | None, AfterValidator(_unique_names)] = None
+    mcp_servers: list[str] | None = None
 
 
 class NewConversationParams(ConversationSettingsParams):
@@ -57,6 +81,9 @@ class SessionConfigured(WireModel):
     created_at: str
     forked_from: str | None
     history_length: int
+    # Present when the conversation has client tools or MCP servers.
+    tools: list[ToolDefinition] | None = None
+    mcp_servers: list[str] | None = None
 
 
 class NewConversationResult(WireModel):

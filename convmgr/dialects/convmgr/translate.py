@@ -15,19 +15,22 @@ if TYPE_CHECKING:
 
 def session_configured(record: ConversationRecord) -> dict[str, Any]:
     """The `NewConversation` result: the conversation's configuration."""
-    return {
+    settings = record.settings
+    configured: dict[str, Any] = {
         "conversationId": record.conversation_id,
-        "sessionConfigured": {
-            "conversationId": record.conversation_id,
-            "provider": record.provider,
-            "model": record.model,
-            "instructions": record.settings.instructions,
-            "cwd": record.settings.cwd,
-            "createdAt": record.created_at,
-            "forkedFrom": record.forked_from,
-            "historyLength": record.history_length,
-        },
+        "provider": record.provider,
+        "model": record.model,
+        "instructions": settings.instructions,
+        "cwd": settings.cwd,
+        "createdAt": record.created_at,
+        "forkedFrom": record.forked_from,
+        "historyLength": record.history_length,
     }
+    if settings.tools:
+        configured["tools"] = settings.tools
+    if settings.mcp_servers is not None:
+        configured["mcpServers"] = settings.mcp_servers
+    return {"conversationId": record.conversation_id, "sessionConfigured": configured}
 
 
 def conversation_info(view: ConversationView) -> dict[str, Any]:
@@ -54,4 +57,8 @@ def settings_of(params: "ConversationSettingsParams | None") -> ConversationSett
     if params is None:
         return ConversationSettings()
     # The wire model names every setting (it is checked against SETTINGS_FIELDS).
-    return ConversationSettings(**{name: getattr(params, name) for name in SETTINGS_FIELDS})
+    values = {name: getattr(params, name) for name in SETTINGS_FIELDS}
+    if params.tools is not None:
+        # Kept in their wire shape: stored, exported and shown as given.
+        values["tools"] = [tool.model_dump(by_alias=True) for tool in params.tools]
+    return ConversationSettings(**values)
