@@ -20,6 +20,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from convmgr.core.manager import ConversationManager
+from convmgr.core.tools import Toolbox, ToolLimits
+from convmgr.dialects.convmgr.client import ConnectionClient
 from convmgr.dialects.convmgr.errors import ConvmgrCode
 from convmgr.dialects.convmgr.handlers import Server
 from convmgr.dialects.convmgr.notifications import EventWriter
@@ -29,6 +31,7 @@ from convmgr.jsonrpc.stdio import StdioStream
 from convmgr.jsonrpc.transport import ByteStream
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
+from convmgr.tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ async def serve(
     max_conversations: int | None = None,
     options: ServeOptions | None = None,
     signals: bool = False,
+    hub: McpHub | None = None,
+    tool_limits: ToolLimits | None = None,
 ) -> None:
     """One session over `stream` on an open store, to its end (end of input, exit, a signal)."""
     conn = Connection(
@@ -204,13 +209,15 @@ async def serve(
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(conn.outbound.run)
+        client = ConnectionClient(conn)
         async with ConversationManager(
             store,
             providers,
             EventWriter(conn.outbound),
             max_conversations=max_conversations,
+            toolbox=Toolbox(client, hub, tool_limits),
         ) as manager:
-            server = Server(conn, manager, providers, store)
+            server = Server(conn, manager, providers, store, client)
             session = Session(conn, manager, server, store, options or ServeOptions())
             if signals:
                 tg.start_soon(session.watch_signals)
@@ -245,6 +252,7 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
             max_conversations=args.max_conversations,
             options=ServeOptions(drain_timeout=args.drain_timeout),
             signals=True,
+            tool_limits=ToolLimits(tool_timeout_s=args.tool_timeout),
         )
     finally:
         with anyio.CancelScope(shield=True):

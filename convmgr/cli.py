@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="at end of input, how long running turns may take to finish (default: 60)",
         )
         target.add_argument(
+            "--tool-timeout",
+            type=_seconds,
+            default=600.0,
+            metavar="SECONDS",
+            help="how long the client may take to answer a tool/call (default: 600)",
+        )
+        target.add_argument(
             "--max-conversations",
             type=_positive_int,
             metavar="N",

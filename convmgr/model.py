@@ -246,3 +246,7 @@ class StorageFailed(ConversationError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"storage failed ({reason}): {detail}", {"reason": reason})
         self.reason = reason
+
+
+class CommitOutcomeUnknown(StorageFailed):
+    """A commit failed after it was issued and reading it back failed too: it may have landed."""

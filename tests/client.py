@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from convmgr.dialects.convmgr.events import ConversationEventParams
-from convmgr.dialects.convmgr.schema import METHODS
+from convmgr.dialects.convmgr.schema import METHODS, SERVER_REQUESTS
 
 Message = dict[str, Any]
 DEFAULT_TIMEOUT = 20.0
@@ -113,6 +113,25 @@ def check_result(method: str, result: Any) -> None:
     _check_keys(model, result, f"{method} result")
 
 
+def check_server_request(msg: Message) -> None:
+    """A request from the server: ids "s1", "s2", ..., params fitting the method's model."""
+    if msg.get("jsonrpc") != "2.0" or set(msg) - {"jsonrpc", "id", "method", "params"}:
+        raise ProtocolViolation(f"bad server request: {msg!r}")
+    if not isinstance(msg["id"], str) or not msg["id"].startswith("s"):
+        raise ProtocolViolation(f"server request ids are strings s1, s2, ...: {msg!r}")
+    if msg["method"] not in SERVER_REQUESTS:
+        raise ProtocolViolation(f"unexpected server request: {msg!r}")
+    model, _ = SERVER_REQUESTS[msg["method"]]
+    _check_keys(model, msg.get("params"), f"{msg['method']} params")
+
+
+def is_from_server(msg: Any) -> bool:
+    """Whether a message is a server request or the server's `$/cancelRequest`."""
+    return isinstance(msg, dict) and (
+        ("method" in msg and "id" in msg) or msg.get("method") == "$/cancelRequest"
+    )
+
+
 def check_response_envelope(msg: Any) -> None:
     """A response object as JSON-RPC 2.0 section 5 describes it."""
     if not isinstance(msg, dict):
@@ -186,6 +205,14 @@ class Checker:
             return
         if not isinstance(msg, dict):
             raise ProtocolViolation(f"not a JSON object: {msg!r}")
+        if "method" in msg and "id" in msg:
+            check_server_request(msg)
+            return
+        if msg.get("method") == "$/cancelRequest":
+            params = msg.get("params")
+            if not isinstance(params, dict) or not isinstance(params.get("id"), str):
+                raise ProtocolViolation(f"bad $/cancelRequest from the server: {msg!r}")
+            return
         if "method" in msg:
             if msg.get("jsonrpc") != "2.0":
                 raise ProtocolViolation(f'missing "jsonrpc": "2.0": {msg!r}')
@@ -243,6 +270,10 @@ class Client(Checker):
         self.responses: dict[Any, Message] = {}  # responses read while waiting for others
         self.notifications: list[Message] = []  # notifications read by request()
         self.batches: list[list[Message]] = []  # batch responses read by request()
+        # Server requests and the server's $/cancelRequest notifications, in order;
+        # `answer`, when set, answers each request as it is read.
+        self.from_server: list[Message] = []
+        self.answer: Callable[[Message], Any] | None = None
         self.eof = False
         self.messages_read = 0
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
@@ -361,7 +392,38 @@ class Client(Checker):
             put(_EOF)
 
     def read_message(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """The next message the server wrote, checked; fails after `timeout` seconds."""
+        """The next message the server wrote, checked; fails after `timeout` seconds.
+
+        Server requests and `$/cancelRequest` go to `from_server` (answered by
+        `answer` if set) and are not returned.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._read_one(max(0.0, deadline - time.monotonic()))
+            if not is_from_server(msg):
+                return msg
+            self.from_server.append(msg)
+            if self.answer is not None and "id" in msg:
+                reply = self.answer(msg)
+                if reply is not None:
+                    self.send(reply)
+
+    def server_request(self, timeout: float = DEFAULT_TIMEOUT) -> Message:
+        """The next server request or `$/cancelRequest` (what is read meanwhile is kept)."""
+        deadline = time.monotonic() + timeout
+        while not self.from_server:
+            msg = self._read_one(max(0.0, deadline - time.monotonic()))
+            if is_from_server(msg):
+                self.from_server.append(msg)
+            elif isinstance(msg, list):
+                self.batches.append(msg)
+            elif "method" in msg:
+                self.notifications.append(msg)
+            else:
+                self.responses[msg["id"]] = msg
+        return self.from_server.pop(0)
+
+    def _read_one(self, timeout: float) -> Any:
         if self.eof:
             raise ServerClosed("the server closed stdout")
         try:

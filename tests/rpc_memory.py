@@ -12,18 +12,20 @@ nothing waits for time to pass.
 
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from client import TERMINAL, Checker, ServerClosed, encode, split_frames
+from client import TERMINAL, Checker, ServerClosed, encode, is_from_server, split_frames
 
 from convmgr.app import ServeOptions, serve
+from convmgr.core.tools import ToolLimits
 from convmgr.jsonrpc.transport import MemoryByteStream, memory_pipe
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
 from convmgr.store.memory import MemoryStore
+from convmgr.tools.mcp import McpHub
 
 Message = dict[str, Any]
 TIMEOUT = 20.0
@@ -43,6 +45,10 @@ class MemoryClient(Checker):
         self.responses: dict[Any, Message] = {}
         self.notifications: list[Message] = []
         self.batches: list[list[Message]] = []
+        # Server requests and the server's $/cancelRequest notifications, in order;
+        # `answer`, when set, answers each request as it is read.
+        self.from_server: list[Message] = []
+        self.answer: Callable[[Message], Any] | None = None
         self.eof = False
         self.input_closed = False
         self.ended = anyio.Event()  # the session (serve) returned
@@ -90,7 +96,30 @@ class MemoryClient(Checker):
     # --- reading ------------------------------------------------------------------
 
     async def read_message(self, timeout: float = TIMEOUT) -> Any:
-        """The next message the server wrote, checked."""
+        """The next message the server wrote, checked (server requests aside, see Client)."""
+        with anyio.fail_after(timeout):
+            while True:
+                msg = await self._read_one(timeout)
+                if not is_from_server(msg):
+                    return msg
+                self.from_server.append(msg)
+                if self.answer is not None and "id" in msg:
+                    reply = self.answer(msg)
+                    if reply is not None:
+                        await self.send(reply)
+
+    async def server_request(self, timeout: float = TIMEOUT) -> Message:
+        """The next server request or `$/cancelRequest` (what is read meanwhile is kept)."""
+        with anyio.fail_after(timeout):
+            while not self.from_server:
+                msg = await self._read_one(timeout)
+                if is_from_server(msg):
+                    self.from_server.append(msg)
+                else:
+                    self._keep(msg)
+        return self.from_server.pop(0)
+
+    async def _read_one(self, timeout: float) -> Any:
         if self.eof:
             raise ServerClosed("the server closed its output")
         with anyio.fail_after(timeout):
@@ -237,6 +266,9 @@ async def session(
     max_conversations: int | None = None,
     validate: bool = True,
     open_store: bool = True,
+    providers: ProviderRegistry | None = None,
+    hub: McpHub | None = None,
+    tool_limits: ToolLimits | None = None,
 ) -> AsyncIterator[MemoryClient]:
     """A session served in memory (as `convmgr --no-store` unless a store is given).
 
@@ -254,11 +286,13 @@ async def session(
             await serve(
                 server_end,
                 store,
-                ProviderRegistry.echo_only(),
+                providers or ProviderRegistry.echo_only(),
                 framing=server_framing,  # type: ignore[arg-type]
                 max_message_bytes=max_message_bytes,
                 max_conversations=max_conversations,
                 options=ServeOptions(drain_timeout=TIMEOUT),
+                hub=hub,
+                tool_limits=tool_limits,
             )
         finally:
             # As a process's exit closes its stdout.

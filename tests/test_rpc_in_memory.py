@@ -978,6 +978,8 @@ async def test_initialize(server):
             "batches": True,
             "cancellation": ["$/cancelRequest", "notifications/cancelled"],
             "persistentStore": False,
+            "tools": True,
+            "serverRequests": ["tool/call", "approval/request"],
         },
         "providers": [{"name": "echo", "kind": "echo", "defaultModel": "echo"}],
     }

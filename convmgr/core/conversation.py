@@ -33,7 +33,7 @@ class Turn:
 class Conversation:
     """Live state of a loaded conversation."""
 
-    __slots__ = ("record", "seq", "sink", "store", "turn")
+    __slots__ = ("always_allowed", "record", "seq", "sink", "store", "turn", "turns")
 
     def __init__(
         self, record: ConversationRecord, sink: EventSink, store: ConversationStore
@@ -44,6 +44,10 @@ class Conversation:
         self.store = store
         self.seq = record.last_seq
         self.turn: Turn | None = None
+        # Turns in the history (counted when first needed: echo's call ids).
+        self.turns: int | None = None
+        # Tools the client answered `allowAlways` for, until the process ends.
+        self.always_allowed: set[str] = set()
 
     @property
     def conversation_id(self) -> str:

@@ -5,7 +5,7 @@ one place (the convmgr dialect into `conversation/event` notifications).
 """
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 AbortReason = Literal["interrupted", "removed", "shutdown", "leaseLost"]
 
@@ -55,6 +55,36 @@ class StreamError:
 
 
 @dataclass(slots=True)
+class ToolCall:
+    """The model asked for a call; `arguments` is the parsed JSON, or the raw text if unparsable."""
+
+    call_id: str
+    name: str
+    arguments: Any
+    source: Literal["client", "mcp"]
+    server: str | None = None
+    tool: str | None = None
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """A call's outcome, as the model gets it."""
+
+    call_id: str
+    text: str
+    is_error: bool
+    denied: bool = False
+
+
+@dataclass(slots=True)
+class ToolSourceFailed:
+    """An MCP server could not start or died: its tools are missing from this turn."""
+
+    server: str
+    message: str
+
+
+@dataclass(slots=True)
 class TurnComplete:
     """The turn ended normally."""
 
@@ -88,6 +118,9 @@ Event = (
     | AgentMessage
     | TokenUsage
     | StreamError
+    | ToolCall
+    | ToolResult
+    | ToolSourceFailed
     | TurnComplete
     | TurnAborted
     | TurnFailed

@@ -11,6 +11,7 @@ from anyio.abc import TaskGroup
 
 from convmgr.core.conversation import Conversation, Turn
 from convmgr.core.events import AbortReason, EventSink, ShutdownComplete
+from convmgr.core.tools import Toolbox
 from convmgr.core.turn import TurnRun
 from convmgr.model import (
     ConversationBusy,
@@ -18,6 +19,7 @@ from convmgr.model import (
     ConversationNotFound,
     ConversationRecord,
     ConversationSettings,
+    InvalidArgument,
     Item,
     Overloaded,
     TurnSettings,
@@ -55,8 +57,10 @@ class ConversationManager:
         sink: EventSink,
         *,
         max_conversations: int | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.store = store
+        self.toolbox = toolbox
         self.providers = providers
         self._sink = sink
         self._max_conversations = max_conversations
@@ -176,6 +180,7 @@ class ConversationManager:
             if given.provider is not None and given.model is None:
                 # Another provider starts from its own default model unless one is given.
                 given = replace(given, model=self.providers.get(given.provider).default_model)
+            self._check_mcp_servers(given)
             record.settings = record.settings.overlay(given)
             # Shielded: a lease taken must be matched by a loaded conversation.
             with anyio.CancelScope(shield=True):
@@ -184,6 +189,16 @@ class ConversationManager:
         finally:
             self._reserved.discard(conversation_id)
         return record
+
+    def _check_mcp_servers(self, settings: ConversationSettings) -> None:
+        toolbox = self.toolbox
+        unknown = (
+            toolbox.unknown_servers(settings) if toolbox is not None else settings.mcp_servers
+        )
+        if unknown:
+            raise InvalidArgument(
+                f"mcpServers: unknown MCP server {unknown[0]!r}", {"field": "mcpServers"}
+            )
 
     def _check_capacity(self, conversation_id: str) -> None:
         if conversation_id in self._loaded or conversation_id in self._reserved:
@@ -207,6 +222,7 @@ class ConversationManager:
         if conversation_id is None:
             conversation_id = self.new_id()
         self._check_capacity(conversation_id)
+        self._check_mcp_servers(settings)
         provider = self.providers.get(settings.provider)
         now = utc_now()
         record = ConversationRecord(
@@ -346,7 +362,7 @@ class ConversationManager:
             max_output_tokens=settings.max_output_tokens or given.max_output_tokens,
         )
         assert self._task_group is not None
-        run = TurnRun(conv, turn, request, provider, conv.store, self._sink)
+        run = TurnRun(conv, turn, request, provider, conv.store, self._sink, self.toolbox)
         self._task_group.start_soon(run.run, name=f"turn {turn.turn_id}")
         return turn.turn_id
 

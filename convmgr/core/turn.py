@@ -1,4 +1,8 @@
-"""The turn loop: one turn of a conversation, from its input to its terminal event."""
+"""The turn loop: one turn of a conversation, from its input to its terminal event.
+
+model call → the function calls it asks for, run concurrently → next model call,
+until a reply without calls (or max_tool_rounds model calls).
+"""
 
 import logging
 from contextlib import aclosing
@@ -6,6 +10,7 @@ from dataclasses import replace
 
 import anyio
 
+from convmgr.core.client import ToolRequest
 from convmgr.core.conversation import Conversation, Turn
 from convmgr.core.events import (
     AgentMessage,
@@ -15,23 +20,41 @@ from convmgr.core.events import (
     ReasoningDelta,
     StreamError,
     TokenUsage,
+    ToolCall,
+    ToolResult,
+    ToolSourceFailed,
     TurnAborted,
     TurnComplete,
     TurnFailed,
     TurnStarted,
 )
-from convmgr.model import Item, message_item, preview_of, utc_now
+from convmgr.core.tools import ABORTED, Toolbox, TurnTools, parse_arguments
+from convmgr.model import (
+    CommitOutcomeUnknown,
+    Item,
+    ToolOutcome,
+    function_call_item,
+    function_call_output_item,
+    is_user_message,
+    message_item,
+    preview_of,
+    utc_now,
+)
 from convmgr.providers import base as p
 from convmgr.store.base import ConversationStore
 
 log = logging.getLogger(__name__)
 
+# Reading back a commit whose outcome is unknown: first wait, and the cap.
+_RESOLVE_FIRST_S = 0.05
+_RESOLVE_MAX_S = 2.0
+
 
 class TurnRun:
-    """One running turn: streams the provider's reply, then saves and ends the turn.
+    """One running turn: its model calls and tool rounds, then saving and the terminal event.
 
-    The reply so far (text, reasoning, usage) and the failure, if any, are its
-    state; `run` is the turn's task.
+    The turn's items so far, the current model call's reply, the calls being
+    run and the failure, if any, are its state; `run` is the turn's task.
     """
 
     def __init__(
@@ -42,6 +65,7 @@ class TurnRun:
         provider: p.Provider,
         store: ConversationStore,
         sink: EventSink,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.conv = conv
         self.turn = turn
@@ -49,10 +73,19 @@ class TurnRun:
         self.provider = provider
         self.store = store
         self.sink = sink
+        self.toolbox = toolbox
         self.user_item = message_item("user", request.input_text)
+        # Whole rounds so far: replies with calls, the calls and their outputs.
+        self.items: list[Item] = []
+        # The current model call's reply.
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        # The calls being run, and their outcomes as they end.
+        self.calls: list[p.ToolCallRequest] = []
+        self.outcomes: list[ToolOutcome | None] = []
+        # The turn's usage so far, and what the model calls before the current one used.
         self.usage: p.Usage | None = None
+        self.usage_before: p.Usage | None = None
         self.failure: TurnFailed | None = None
 
     async def run(self) -> None:
@@ -61,7 +94,7 @@ class TurnRun:
         conv.emit(turn.turn_id, TurnStarted())
         with turn.scope:
             try:
-                await self._stream()
+                await self._loop()
             except p.ProviderError as exc:
                 self.failure = TurnFailed(exc.message, exc.code)
             except Exception:
@@ -71,13 +104,53 @@ class TurnRun:
         with anyio.CancelScope(shield=True):
             await self._finish()
 
-    async def _stream(self) -> None:
-        conv, turn_id, sink = self.conv, self.turn.turn_id, self.sink
+    async def _loop(self) -> None:
         request = self.request
+        tools: TurnTools | None = None
+        if self.toolbox is not None and self.toolbox.uses_tools(self.conv.record.settings):
+            tools, failures = await self.toolbox.for_turn(
+                self.conv.record.settings, self.conv.always_allowed
+            )
+            for server, message in failures:
+                self.conv.emit(self.turn.turn_id, ToolSourceFailed(server, message))
+            conv = self.conv
+            if conv.turns is None:
+                history = await self.store.read_items(conv.conversation_id, 0, None)
+                conv.turns = sum(1 for item in history if is_user_message(item))
+            conv.turns += 1
+            request = replace(request, tools=tools.functions(), turn_number=conv.turns)
+        prior: list[Item] | None = None
         if self.provider.needs_history:
-            prior = await self.store.read_items(conv.conversation_id, 0, None)
-            request = replace(request, history=[*prior, self.user_item])
+            prior = await self.store.read_items(self.conv.conversation_id, 0, None)
+            prior.append(self.user_item)
+        max_rounds = self.toolbox.limits.max_tool_rounds if self.toolbox is not None else 1
+        rounds = 0
+        while True:
+            rounds += 1
+            turn_items = tuple(self.items)
+            sent = () if prior is None else (*prior, *turn_items)
+            calls = await self._model_call(replace(request, history=sent, turn_items=turn_items))
+            if not calls or tools is None:
+                return
+            if rounds >= max_rounds:
+                self.failure = TurnFailed(
+                    f"the model still asked for tools after {max_rounds} model calls "
+                    "(max_tool_rounds)",
+                    "tool_rounds",
+                )
+                return
+            reply = "".join(self.text)
+            if reply:
+                self.conv.emit(self.turn.turn_id, AgentMessage(reply))
+            self.items += self._reply_items(reply, keep_empty=False)
+            self.text, self.reasoning = [], []
+            await self._run_calls(calls, tools)
+
+    async def _model_call(self, request: p.TurnRequest) -> list[p.ToolCallRequest]:
+        """Stream one model call; the calls it asks for."""
+        conv, turn_id, sink = self.conv, self.turn.turn_id, self.sink
         text, reasoning = self.text, self.reasoning
+        calls: list[p.ToolCallRequest] = []
         # aclosing: an abort landing between two events closes the stream
         # (an HTTP response) now, not when the generator is collected.
         async with aclosing(self.provider.stream(request)) as events:
@@ -92,27 +165,110 @@ class TurnRun:
                     if sink.congested():
                         await sink.wait_ready()
                     conv.emit(turn_id, ReasoningDelta(event.text))
+                elif type(event) is p.ToolCallRequest:
+                    calls.append(event)
                 elif type(event) is p.Usage:
-                    self.usage = event
+                    self._add_usage(event)
                 elif type(event) is p.Retrying:
-                    # The failed attempt's deltas are void: start the text over.
+                    # The failed attempt is void: its text, and calls not yet run.
                     text.clear()
                     reasoning.clear()
+                    calls.clear()
                     conv.emit(turn_id, StreamError(event.message, event.attempt, event.retry_in_ms))
+        return calls
+
+    def _add_usage(self, usage: p.Usage) -> None:
+        # A stream reports its call's total last; the turn's is the sum over its calls.
+        done = self.usage_before
+        self.usage = usage if done is None else p.Usage(
+            done.input_tokens + usage.input_tokens,
+            done.output_tokens + usage.output_tokens,
+            done.total_tokens + usage.total_tokens,
+        )
+
+    async def _run_calls(self, calls: list[p.ToolCallRequest], tools: TurnTools) -> None:
+        """Run one reply's calls concurrently; their items go into the history in model order."""
+        self.usage_before = self.usage
+        conv, turn_id = self.conv, self.turn.turn_id
+        self.calls, self.outcomes = calls, [None] * len(calls)
+        requests = []
+        for call in calls:
+            arguments = parse_arguments(call.arguments)
+            entry = tools.entry(call.name)
+            mcp = entry.mcp if entry is not None else None
+            conv.emit(
+                turn_id,
+                ToolCall(
+                    call.call_id,
+                    call.name,
+                    call.arguments if arguments is None else arguments,
+                    "mcp" if mcp is not None else "client",
+                    mcp.server if mcp is not None else None,
+                    mcp.tool if mcp is not None else None,
+                ),
+            )
+            requests.append((arguments, entry, mcp))
+
+        async def one(index: int) -> None:
+            call = calls[index]
+            arguments, entry, mcp = requests[index]
+            if arguments is None:
+                outcome = ToolOutcome(
+                    f"the arguments are not a JSON object: {call.arguments[:200]}", is_error=True
+                )
+            else:
+                request = ToolRequest(
+                    conv.conversation_id,
+                    turn_id,
+                    call.call_id,
+                    call.name,
+                    arguments,
+                    "mcp" if mcp is not None else "client",
+                    mcp.server if mcp is not None else None,
+                )
+                outcome = await tools.run(request, entry)
+            self.outcomes[index] = outcome
+            conv.emit(
+                turn_id, ToolResult(call.call_id, outcome.text, outcome.is_error, outcome.denied)
+            )
+
+        async with anyio.create_task_group() as group:
+            for index in range(len(calls)):
+                group.start_soon(one, index)
+        self.items += self._call_items()
+        self.calls, self.outcomes = [], []
+
+    def _call_items(self) -> list[Item]:
+        """The running calls and their outputs ("aborted" for those without one)."""
+        items = [function_call_item(c.call_id, c.name, c.arguments) for c in self.calls]
+        for call, outcome in zip(self.calls, self.outcomes, strict=True):
+            done = outcome or ABORTED
+            items.append(function_call_output_item(call.call_id, done.text, done.is_error))
+        return items
 
     def _outcome(self) -> tuple[list[Item], list[Event]]:
         """The items the turn adds to the history and its closing events."""
         turn = self.turn
         reply = "".join(self.text)
-        items: list[Item] = [self.user_item]
-        if turn.scope.cancel_called:
-            # An aborted turn keeps what the client already saw of the reply.
-            items += self._reply_items(reply, keep_empty=False)
-            return items, [TurnAborted(turn.abort_reason)]
+        items: list[Item] = [self.user_item, *self.items]
+        if turn.scope.cancel_called and self.failure is None:
+            finals: list[Event] = []
+            if self.calls:
+                # Calls cut short are stored as aborted: the next request stays well-formed.
+                items += self._call_items()
+                finals += [
+                    ToolResult(call.call_id, ABORTED.text, True)
+                    for call, outcome in zip(self.calls, self.outcomes, strict=True)
+                    if outcome is None
+                ]
+            else:
+                # An aborted turn keeps what the client already saw of the reply.
+                items += self._reply_items(reply, keep_empty=False)
+            return items, [*finals, TurnAborted(turn.abort_reason)]
         if self.failure is not None:
             return items, [self.failure]
         items += self._reply_items(reply, keep_empty=True)
-        finals: list[Event] = [AgentMessage(reply)]
+        finals = [AgentMessage(reply)]
         if self.usage is not None:
             u = self.usage
             finals.append(TokenUsage(u.input_tokens, u.output_tokens, u.total_tokens))
@@ -143,10 +299,41 @@ class TurnRun:
         try:
             await self.store.commit_turn(record, items)
         except Exception as exc:
-            log.exception("could not save turn %s of %s", turn.turn_id, conv.conversation_id)
-            record.updated_at, record.history_length, record.last_seq, record.preview = old
-            finals = [TurnFailed(f"could not save the turn: {exc}", "store")]
+            if isinstance(exc, CommitOutcomeUnknown) and await self._landed(old[1]):
+                log.warning(
+                    "turn %s of %s was saved although its commit reported: %s",
+                    turn.turn_id,
+                    conv.conversation_id,
+                    exc,
+                )
+            else:
+                log.exception("could not save turn %s of %s", turn.turn_id, conv.conversation_id)
+                record.updated_at, record.history_length, record.last_seq, record.preview = old
+                finals = [TurnFailed(f"could not save the turn: {exc}", "store")]
         for event in finals:
             conv.emit(turn.turn_id, event)
         conv.turn = None
         turn.done.set()
+
+    async def _landed(self, length_before: int) -> bool:
+        """Whether a commit whose outcome is unknown landed: read back until the store answers.
+
+        Only this process writes the conversation (it holds the lease), so its
+        stored length is either what it was before the turn or what the turn made
+        it. The conversation stays busy meanwhile; shutdown's budget bounds the wait.
+        """
+        delay = _RESOLVE_FIRST_S
+        while True:
+            try:
+                stored = await self.store.get(self.conv.conversation_id)
+            except Exception as exc:
+                log.warning(
+                    "cannot tell yet whether turn %s was saved (%s); reading again in %g s",
+                    self.turn.turn_id,
+                    exc,
+                    delay,
+                )
+            else:
+                return stored is not None and stored.history_length != length_before
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _RESOLVE_MAX_S)

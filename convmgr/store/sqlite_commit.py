@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from convmgr.model import StorageFailed
+from convmgr.model import CommitOutcomeUnknown
 from convmgr.store.sqlite_errors import storage_reason
 from convmgr.store.sqlite_rows import _SUMMARY_COLUMNS, _SUMMARY_SET, _dump
 
@@ -61,10 +61,6 @@ _UPDATE_SUMMARY: Final = (
     f"UPDATE conversations SET {_SUMMARY_SET}, history_length = history_length + ? "
     "WHERE conversation_id = ?"
 )
-
-
-class CommitOutcomeUnknown(StorageFailed):
-    """A COMMIT failed and what it wrote could not be read back: it may have landed."""
 
 
 def configure(conn: sqlite3.Connection) -> None:

@@ -1,6 +1,6 @@
 """`conversation/event` notification types (PROTOCOL.md section 5)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -52,6 +52,44 @@ class StreamError(WireModel):
     retry_in_ms: int
 
 
+class ToolCall(WireModel):
+    """The model asked for a tool call (PROTOCOL section 9)."""
+
+    type: Literal["toolCall"] = "toolCall"
+    call_id: str
+    name: str
+    # The parsed JSON arguments, or the model's raw text when it is not a JSON object.
+    arguments: Any
+    source: Literal["client", "mcp"]
+    server: str | None = None
+    tool: str | None = None
+
+
+class ToolResultText(WireModel):
+    """A text block of a tool result."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolResult(WireModel):
+    """A tool call's outcome, as sent back to the model."""
+
+    type: Literal["toolResult"] = "toolResult"
+    call_id: str
+    content: list[ToolResultText]
+    is_error: bool
+    denied: bool | None = None
+
+
+class ToolSourceFailed(WireModel):
+    """An MCP server could not start or died: its tools are missing from this turn."""
+
+    type: Literal["toolSourceFailed"] = "toolSourceFailed"
+    server: str
+    message: str
+
+
 class TurnComplete(WireModel):
     """The turn ended normally."""
 
@@ -93,6 +131,9 @@ Event = Annotated[
     | AgentMessage
     | TokenUsage
     | StreamError
+    | ToolCall
+    | ToolResult
+    | ToolSourceFailed
     | TurnComplete
     | TurnAborted
     | TurnFailed

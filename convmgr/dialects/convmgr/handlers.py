@@ -14,6 +14,7 @@ from pydantic_core import ValidationError
 
 from convmgr import __version__
 from convmgr.core.manager import ConversationManager
+from convmgr.dialects.convmgr.client import ConnectionClient
 from convmgr.dialects.convmgr.errors import ConvmgrCode, ErrorCode
 from convmgr.dialects.convmgr.translate import conversation_info, session_configured, settings_of
 from convmgr.jsonrpc.connection import Connection, Work, internal_error
@@ -178,8 +179,10 @@ class Server:
         manager: ConversationManager,
         providers: ProviderRegistry,
         store: ConversationStore,
+        client: ConnectionClient | None = None,
     ) -> None:
         self.conn = connection
+        self.client = client
         self.manager = manager
         self.providers = providers
         self.store = store
@@ -255,6 +258,9 @@ class Server:
         if self.initialized:
             raise RpcError(ErrorCode.INVALID_REQUEST, "initialize was already done")
         self.initialized = True
+        capabilities = params.get("capabilities") if isinstance(params, dict) else None
+        if self.client is not None and isinstance(capabilities, dict):
+            self.client.approvals = capabilities.get("approvals") is True
         return {
             "protocolVersion": "1",
             "serverInfo": {"name": "convmgr", "version": __version__},
@@ -263,6 +269,8 @@ class Server:
                 "batches": True,
                 "cancellation": ["$/cancelRequest", "notifications/cancelled"],
                 "persistentStore": self.store.persistent,
+                "tools": True,
+                "serverRequests": ["tool/call", "approval/request"],
             },
             "providers": [
                 {"name": p.name, "kind": p.kind, "defaultModel": p.default_model}

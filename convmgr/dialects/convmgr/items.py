@@ -44,6 +44,7 @@ class FunctionCallOutputItem(WireModel):
     type: Literal["functionCallOutput"] = "functionCallOutput"
     call_id: str
     output: str
+    is_error: bool = False
 
 
 HistoryItem = Annotated[

@@ -50,6 +50,9 @@ class ServerCapabilities(WireModel):
         default_factory=lambda: ["$/cancelRequest", "notifications/cancelled"]
     )
     persistent_store: bool = False
+    # 1.1: turns call tools, and the server sends these requests to the client.
+    tools: bool = True
+    server_requests: list[str] = Field(default_factory=lambda: ["tool/call", "approval/request"])
 
 
 class InitializeResult(WireModel):

@@ -33,6 +33,30 @@ def wire_event(event: e.Event) -> dict[str, Any]:
                 "attempt": attempt,
                 "retryInMs": retry_in_ms,
             }
+        case e.ToolCall(call_id, name, arguments, source, server, tool):
+            call: dict[str, Any] = {
+                "type": "toolCall",
+                "callId": call_id,
+                "name": name,
+                "arguments": arguments,
+                "source": source,
+            }
+            if server is not None:
+                call["server"] = server
+                call["tool"] = tool
+            return call
+        case e.ToolResult(call_id, text, is_error, denied):
+            result: dict[str, Any] = {
+                "type": "toolResult",
+                "callId": call_id,
+                "content": [{"type": "text", "text": text}],
+                "isError": is_error,
+            }
+            if denied:
+                result["denied"] = True
+            return result
+        case e.ToolSourceFailed(server, message):
+            return {"type": "toolSourceFailed", "server": server, "message": message}
         case e.TurnComplete(last_agent_message):
             return {"type": "turnComplete", "lastAgentMessage": last_agent_message}
         case e.TurnAborted(reason):

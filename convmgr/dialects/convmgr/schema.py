@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from convmgr.dialects.convmgr import events, lifecycle, methods
+from convmgr.dialects.convmgr import events, lifecycle, methods, server_requests
 from convmgr.dialects.convmgr.items import HistoryItem
 
 # method -> (params model, result model); None: no params.
@@ -27,6 +27,15 @@ METHODS: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {
     "resumeConversation": (methods.ResumeConversationParams, methods.NewConversationResult),
 }
 
+# Requests the server sends to the client.
+SERVER_REQUESTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "tool/call": (server_requests.ToolCallParams, server_requests.ToolCallResult),
+    "approval/request": (
+        server_requests.ApprovalRequestParams,
+        server_requests.ApprovalRequestResult,
+    ),
+}
+
 NOTIFICATIONS: dict[str, type[BaseModel]] = {
     "conversation/event": events.ConversationEventParams,
     "$/cancelRequest": lifecycle.CancelRequestParams,
@@ -41,6 +50,10 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         if params is not None:
             out[f"{name}.params.json"] = params.model_json_schema(by_alias=True)
         out[f"{name}.result.json"] = result.model_json_schema(by_alias=True, mode="serialization")
+    for name, (params, result) in SERVER_REQUESTS.items():
+        file = name.replace("/", ".")
+        out[f"{file}.params.json"] = params.model_json_schema(by_alias=True)
+        out[f"{file}.result.json"] = result.model_json_schema(by_alias=True)
     for name, model in NOTIFICATIONS.items():
         file = name.removeprefix("$/").replace("/", ".")
         out[f"{file}.params.json"] = model.model_json_schema(by_alias=True)
