@@ -173,7 +173,7 @@ async def import_conversation(
         except ValidationError as exc:
             raise ValueError(f"line {number}: invalid history item: {_describe(exc)}") from None
         # Normalised to the wire shape: unknown fields dropped, camelCase keys.
-        items.append(adapter.dump_python(item, mode="json", by_alias=True, exclude_unset=True))
+        items.append(adapter.dump_python(item, mode="json", by_alias=True, exclude_none=True))
     if header is None:
         raise ValueError("no conversation header: the input is empty")
     if conversation_id is not None:

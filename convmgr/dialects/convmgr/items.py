@@ -44,7 +44,8 @@ class FunctionCallOutputItem(WireModel):
     type: Literal["functionCallOutput"] = "functionCallOutput"
     call_id: str
     output: str
-    is_error: bool = False
+    # Whether the call failed; absent in histories written before 1.1.
+    is_error: bool | None = None
 
 
 HistoryItem = Annotated[
