@@ -13,10 +13,29 @@ In a test, give `FakeOpenAI` a handler that scripts the reply:
 
 Without a handler, `scenario_handler` reads the script from the request's model
 name: `deltas:2000`; `deltas:200:5` for 5 ms between deltas; `deltas:200:5:jitter`
-for pauses of 0 to 10 ms; `status:503`; `silent`; anything else echoes the last
-user message. So a server in another process can be driven too: `python
-tests/fake_openai.py` prints its base URL and serves until killed, and
-`GET /_stats` tells how long the last `deltas` stream took to send.
+for pauses of 0 to 10 ms; `status:503`; `silent`; `tool:...` (below); anything
+else echoes the last user message. So a server in another process can be driven
+too: `python tests/fake_openai.py` prints its base URL and serves until killed,
+and `GET /_stats` tells how long the last `deltas` stream took to send.
+
+Tool scenarios, in either API's format (`/chat/completions` or `/responses`):
+
+- `tool:NAME` or `tool:NAME:ARGS`: while the input has no tool output after
+  its last user message, the reply is a call to NAME with ARGS (the raw text
+  of the arguments, everything after the second colon; `{}` when absent; it
+  need not be valid JSON, e.g. `tool:get_weather:{"city":"Par` for a broken
+  call). `tool:a,b:ARGS` asks for calls to `a` and `b` in one reply (parallel,
+  both with ARGS). Call ids are `call_T_N`: T the number of user messages in
+  the input, N the call's number in the reply, from 1. The arguments stream in
+  pieces of 3 characters.
+- Once the input has tool outputs after its last user message (the follow-up
+  request), the reply is the text `tool said: ` followed by those outputs'
+  texts in order, joined by ` | ` (`tool_reply_text` builds it), streamed word
+  by word; a later user message starts over with a call.
+
+Every request is recorded: `server.requests` in the same process (`Request.json()`
+is the body), `GET /_requests` from another one (`{"requests": [{"path", "body"}]}`,
+the POSTs in the order received).
 """
 
 from __future__ import annotations
@@ -182,6 +201,9 @@ class FakeOpenAI:
                 if request.method == "GET" and request.path == "/_stats":
                     await reply.json_response(200, {"last_stream_s": self.last_stream_s})
                     continue
+                if request.method == "GET" and request.path == "/_requests":
+                    await reply.json_response(200, {"requests": self.request_bodies()})
+                    continue
                 await (self.handler or self.scenario_handler)(request, reply)
                 if reply.dropped:
                     return
@@ -195,6 +217,14 @@ class FakeOpenAI:
             pass
         finally:
             await stream.aclose()
+
+    def request_bodies(self) -> list[dict[str, Any]]:
+        """The POST requests received so far: path and JSON body."""
+        return [
+            {"path": request.path, "body": request.json()}
+            for request in self.requests
+            if request.method == "POST"
+        ]
 
     async def scenario_handler(self, request: Request, reply: Reply) -> None:
         """Follow the script in the model name (see the module docstring)."""
@@ -220,6 +250,8 @@ class FakeOpenAI:
                 jitter=jitter == "jitter",
             )
             self.last_stream_s = time.perf_counter() - started
+        elif name == "tool":
+            await tool_scenario(request, reply, arg)
         else:
             words = last_user_text(body).split(" ")
             pieces = (w + " " if i < len(words) - 1 else w for i, w in enumerate(words))
@@ -354,6 +386,162 @@ async def stream_reply(
         await reply.sse(chat_usage(*usage))
         await reply.sse("[DONE]")
     await reply.end()
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """A function call a scripted reply asks for."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+def chat_tool_fragment(
+    index: int,
+    arguments: str,
+    call_id: str | None = None,
+    name: str | None = None,
+    finish: str | None = None,
+) -> dict[str, Any]:
+    """A chat chunk carrying one `tool_calls` fragment (id and name only in the first)."""
+    function: dict[str, Any] = {"arguments": arguments}
+    fragment: dict[str, Any] = {"index": index, "function": function}
+    if call_id is not None:
+        fragment["id"] = call_id
+        fragment["type"] = "function"
+    if name is not None:
+        function["name"] = name
+    chunk = chat_chunk(finish=finish)
+    chunk["choices"][0]["delta"]["tool_calls"] = [fragment]
+    return chunk
+
+
+def responses_call_item(call: FakeCall, arguments: str, status: str) -> dict[str, Any]:
+    """A Responses `function_call` output item."""
+    return {
+        "type": "function_call",
+        "id": f"fc_{call.call_id}",
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def tool_call_events(
+    request: Request,
+    calls: list[FakeCall],
+    piece_chars: int = 3,
+    usage: tuple[int, int] = (3, 5),
+) -> list[tuple[str | None, dict[str, Any] | str]]:
+    """A whole reply asking for `calls`, as (event name, payload) pairs in the endpoint's format.
+
+    Arguments come in pieces of `piece_chars` characters, each call after the
+    other, as OpenAI sends them.
+    """
+    events: list[tuple[str | None, dict[str, Any] | str]] = []
+
+    def pieces(text: str) -> list[str]:
+        return [text[i : i + piece_chars] for i in range(0, len(text), piece_chars)]
+
+    if not request.path.endswith("/responses"):
+        for index, call in enumerate(calls):
+            events.append((None, chat_tool_fragment(index, "", call.call_id, call.name)))
+            events += [(None, chat_tool_fragment(index, piece)) for piece in pieces(call.arguments)]
+        events.append((None, chat_chunk(finish="tool_calls")))
+        events.append((None, chat_usage(*usage)))
+        events.append((None, "[DONE]"))
+        return events
+
+    def named(kind: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+        return kind, responses_event(kind, **fields)
+
+    items = []
+    for index, call in enumerate(calls):
+        item_id = f"fc_{call.call_id}"
+        added = responses_call_item(call, "", "in_progress")
+        events.append(named("response.output_item.added", output_index=index, item=added))
+        for piece in pieces(call.arguments):
+            events.append(
+                named(
+                    "response.function_call_arguments.delta",
+                    item_id=item_id,
+                    output_index=index,
+                    delta=piece,
+                )
+            )
+        events.append(
+            named(
+                "response.function_call_arguments.done",
+                item_id=item_id,
+                output_index=index,
+                arguments=call.arguments,
+            )
+        )
+        item = responses_call_item(call, call.arguments, "completed")
+        items.append(item)
+        events.append(named("response.output_item.done", output_index=index, item=item))
+    completed = responses_completed(*usage)
+    completed["response"]["output"] = items
+    events.append(("response.completed", completed))
+    return events
+
+
+async def send_chopped(reply: Reply, body: bytes, rng: random.Random, most: int = 7) -> None:
+    """Send a started reply's body in HTTP chunks of 1 to `most` bytes (a read may cut anything)."""
+    at = 0
+    while at < len(body):
+        step = rng.randint(1, most)
+        await reply.chunk(body[at : at + step])
+        at += step
+
+
+async def stream_tool_calls(
+    request: Request, reply: Reply, calls: list[FakeCall], piece_chars: int = 3
+) -> None:
+    """Stream a whole reply that asks for `calls`, in the format of the endpoint asked."""
+    await reply.start()
+    for event, payload in tool_call_events(request, calls, piece_chars):
+        await reply.sse(payload, event=event)
+    await reply.end()
+
+
+def trailing_tool_outputs(body: dict[str, Any]) -> list[str]:
+    """The texts of the tool outputs after the last user message of a chat or responses request."""
+    items = body.get("messages") or body.get("input") or []
+    outputs: list[str] = []
+    for item in reversed(items):
+        if item.get("role") == "user":
+            break
+        if item.get("role") == "tool" or item.get("type") == "function_call_output":
+            output = item.get("content") if item.get("role") == "tool" else item.get("output")
+            outputs.append(output if isinstance(output, str) else json.dumps(output))
+    return outputs[::-1]
+
+
+def tool_reply_text(outputs: list[str]) -> str:
+    """The final text of the `tool:` scenario, given the outputs it was sent."""
+    return "tool said: " + " | ".join(outputs)
+
+
+async def tool_scenario(request: Request, reply: Reply, arg: str) -> None:
+    """`tool:NAMES[:ARGS]`: a call while no output came back, then text holding the outputs."""
+    body = request.json()
+    outputs = trailing_tool_outputs(body)
+    if outputs:
+        words = tool_reply_text(outputs).split(" ")
+        pieces = (w + " " if i < len(words) - 1 else w for i, w in enumerate(words))
+        await stream_reply(request, reply, pieces)
+        return
+    names, _, arguments = arg.partition(":")
+    items = body.get("messages") or body.get("input") or []
+    turn = sum(1 for item in items if item.get("role") == "user")
+    calls = [
+        FakeCall(f"call_{turn}_{number}", name, arguments or "{}")
+        for number, name in enumerate(names.split(","), start=1)
+    ]
+    await stream_tool_calls(request, reply, calls)
 
 
 def last_user_text(body: dict[str, Any]) -> str:

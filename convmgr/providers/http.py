@@ -22,6 +22,7 @@ import math
 import os
 import random
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -33,7 +34,13 @@ import anyio.to_thread
 
 from convmgr import __version__
 from convmgr.model import Item
-from convmgr.providers.base import ProviderError, ProviderEvent, Retrying, TurnRequest
+from convmgr.providers.base import (
+    ProviderError,
+    ProviderEvent,
+    Retrying,
+    ToolCallRequest,
+    TurnRequest,
+)
 from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 
 if TYPE_CHECKING:
@@ -175,6 +182,50 @@ def _code(value: object) -> str | None:
 def item_text(item: Item) -> str:
     """The text of a message history item (its text parts joined by newlines)."""
     return "\n".join(str(part.get("text", "")) for part in item.get("content") or ())
+
+
+def sent_arguments(arguments: object) -> str:
+    """A history call's arguments as sent back: the raw text when it is a JSON object, else "{}".
+
+    The history keeps the model's text as it came, but servers that render
+    calls through a chat template (vLLM, llama.cpp, SGLang, Ollama) parse it and
+    answer 400 when it is not an object, which would fail every later turn of
+    the conversation. The call's output already tells the model it failed.
+    """
+    if isinstance(arguments, str):
+        try:
+            value = json.loads(arguments)
+        except (ValueError, RecursionError):
+            return "{}"
+        if isinstance(value, dict):
+            return arguments
+    return "{}"
+
+
+class PendingCall:
+    """A streamed function call whose pieces are still arriving."""
+
+    __slots__ = ("arguments", "call_id", "name", "sent")
+
+    def __init__(self) -> None:
+        self.call_id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+        # Handed on already: a call goes to the turn loop once per attempt.
+        self.sent = False
+
+    def take(self) -> ToolCallRequest:
+        """The call as handed on (and marked so)."""
+        self.sent = True
+        arguments = "".join(self.arguments)
+        return ToolCallRequest(
+            # The output must name the call: a server that gave no id gets one.
+            call_id=self.call_id or f"call_{uuid.uuid4().hex[:24]}",
+            name=self.name,
+            # Some servers stream no argument text at all for a function without
+            # parameters: that is a call with no arguments, not malformed JSON.
+            arguments=arguments if arguments.strip() else "{}",
+        )
 
 
 def usage_number(usage: Mapping[str, Any], key: str) -> int:

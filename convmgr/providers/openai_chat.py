@@ -4,10 +4,13 @@ The API of OpenAI's Chat Completions, and of most servers that copy it: Ollama,
 vLLM, llama.cpp's server, LM Studio.
 """
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from convmgr.model import Item
 from convmgr.providers.base import (
+    FunctionTool,
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
@@ -16,9 +19,11 @@ from convmgr.providers.base import (
 )
 from convmgr.providers.http import (
     OpenAICompatibleProvider,
+    PendingCall,
     item_text,
     parse_json_event,
     raise_stream_error,
+    sent_arguments,
     usage_number,
 )
 
@@ -46,11 +51,15 @@ def _append_item(messages: list[dict[str, Any]], item: Item) -> None:
         call = {
             "id": item.get("callId"),
             "type": "function",
-            "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+            "function": {
+                "name": item.get("name"),
+                "arguments": sent_arguments(item.get("arguments")),
+            },
         }
         last = messages[-1] if messages else None
-        # The API wants every call a reply makes on one assistant message,
-        # followed by their tool messages.
+        # The API wants every call a reply makes on one assistant message
+        # (with the reply's text, which the history keeps just before the
+        # calls), followed by their tool messages.
         if last is not None and last["role"] == "assistant":
             last.setdefault("tool_calls", []).append(call)
         else:
@@ -62,30 +71,51 @@ def _append_item(messages: list[dict[str, Any]], item: Item) -> None:
     # Reasoning items are not sent back: Chat Completions has no input for them.
 
 
+def chat_tools(tools: Sequence[FunctionTool]) -> list[dict[str, Any]]:
+    """The functions offered to the model, as Chat Completions `tools`."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in tools
+    ]
+
+
 class ChatStreamParser:
     """Reads `chat.completion.chunk` events up to `[DONE]`."""
 
     def __init__(self) -> None:
         self.finished = False
         self._finish_reason_seen = False
+        # By the fragments' `index`, in the order the model made the calls.
+        self._calls: dict[int, PendingCall] = {}
 
     @property
     def complete(self) -> bool:
-        """Whether the reply is whole: `[DONE]`, or a finish reason from a server that omits it."""
+        """Whether the reply is whole: `[DONE]`, or a finish reason from a server that omits it.
+
+        A reply of tool calls and no text is whole too: it ends the same way.
+        """
         return self.finished or self._finish_reason_seen
 
     def feed(self, event: str, data: str) -> list[ProviderEvent]:
-        """The deltas and usage one chunk carries."""
+        """The deltas, tool calls and usage one chunk carries."""
         if data == "[DONE]":
             self.finished = True
-            return []
+            # A server that never sent a finish reason: the calls end here.
+            return self._finished_calls()
         if not data:
             return []
         chunk = parse_json_event(data)
         choices = chunk.get("choices")
         # Most chunks are one piece of text and nothing else: say so in few
-        # steps. Anything else (reasoning, a finish reason, usage, an error,
-        # more choices, an empty piece) goes the long way below.
+        # steps. Anything else (reasoning, tool calls, a finish reason, usage,
+        # an error, more choices, an empty piece) goes the long way below.
         if type(choices) is list and len(choices) == 1 and chunk.get("usage") is None:
             choice = choices[0]
             if (
@@ -97,6 +127,7 @@ class ChatStreamParser:
                 and content
                 and delta.get("reasoning_content") is None
                 and delta.get("reasoning") is None
+                and delta.get("tool_calls") is None
                 and "error" not in chunk
                 and chunk.get("object") != "error"
             ):
@@ -119,8 +150,16 @@ class ChatStreamParser:
                     content = delta.get("content")
                     if isinstance(content, str) and content:
                         out.append(TextDelta(content))
+                    fragments = delta.get("tool_calls")
+                    if isinstance(fragments, list):
+                        for fragment in fragments:
+                            if isinstance(fragment, dict):
+                                self._add_fragment(fragment)
                 if choice.get("finish_reason"):
                     self._finish_reason_seen = True
+                    # Arguments are whole once the choice ends (OpenAI says
+                    # "tool_calls", Ollama "stop", a cut-off reply "length").
+                    out += self._finished_calls()
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             prompt = usage_number(usage, "prompt_tokens")
@@ -128,6 +167,51 @@ class ChatStreamParser:
             total = usage_number(usage, "total_tokens") or prompt + completion
             out.append(Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total))
         return out
+
+    def _add_fragment(self, fragment: dict[str, Any]) -> None:
+        """Fold one `tool_calls` fragment into the call it belongs to."""
+        call_id = fragment.get("id")
+        index = fragment.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            # Some servers leave out `index`: a new id starts a new call, and
+            # anything else continues the latest one.
+            index = self._index_without_one(call_id)
+        call = self._calls.get(index)
+        if call is None:
+            call = self._calls[index] = PendingCall()
+        elif call.sent:
+            # Fragments after the call was handed on cannot change it.
+            return
+        # OpenAI sends the id and the name in the first fragment only; servers
+        # that repeat them in every fragment must not have them doubled.
+        if isinstance(call_id, str) and call_id and not call.call_id:
+            call.call_id = call_id
+        function = fragment.get("function")
+        if isinstance(function, dict):
+            name = function.get("name")
+            if isinstance(name, str) and name and not call.name:
+                call.name = name
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                call.arguments.append(arguments)
+            elif isinstance(arguments, dict):
+                # Some servers send the arguments as an object, not as text.
+                call.arguments.append(json.dumps(arguments, ensure_ascii=False))
+
+    def _index_without_one(self, call_id: object) -> int:
+        """The index of a fragment that has none."""
+        if not self._calls:
+            return 0
+        if isinstance(call_id, str) and call_id:
+            for index, call in self._calls.items():
+                if call.call_id == call_id:
+                    return index
+            return max(self._calls) + 1
+        return max(self._calls)
+
+    def _finished_calls(self) -> list[ProviderEvent]:
+        """The calls not yet handed on, in the model's order, each once."""
+        return [call.take() for _, call in sorted(self._calls.items()) if not call.sent]
 
 
 class OpenAIChatProvider(OpenAICompatibleProvider):
@@ -151,6 +235,8 @@ class OpenAIChatProvider(OpenAICompatibleProvider):
             # max_tokens, not max_completion_tokens: every compatible server
             # knows it (OpenAI's reasoning models want the Responses API anyway).
             body["max_tokens"] = request.max_output_tokens
+        if request.tools:
+            body["tools"] = chat_tools(request.tools)
         return body
 
     def new_parser(self) -> ChatStreamParser:
