@@ -46,7 +46,8 @@ class FaultyConnection:
     """The store's connection, whose next COMMIT is made to fail when armed.
 
     "after": the COMMIT runs, then raises. "instead": it raises without running.
-    With `unreadable`, every statement after the fault raises too.
+    With `unreadable`, every statement after the fault raises too, until
+    `heal()` or, with `heal_after`, until that many of them have failed.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -54,10 +55,15 @@ class FaultyConnection:
         self.mode: str | None = None
         self.unreadable = False
         self.faults = 0
+        self.heal_after: int | None = None
+        self.failed_reads = 0
         self._broken = False
 
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         if self._broken:
+            self.failed_reads += 1
+            if self.heal_after is not None and self.failed_reads >= self.heal_after:
+                self.heal()
             raise io_error()
         if sql == "COMMIT" and self.mode is not None:
             mode, self.mode = self.mode, None
@@ -318,3 +324,30 @@ async def test_the_manager_fails_a_turn_whose_commit_did_not_land(
     view = await manager.get_conversation("c")
     assert view.record.history_length == 0
     assert await stored(store, "c") == (0, [])
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["landed", "not-landed"])
+async def test_an_unknown_outcome_is_read_back_until_the_store_answers(
+    managed: tuple[ConversationManager, Recorder, SqliteStore, FaultyConnection], landed: bool
+) -> None:
+    """COMMIT fails and so do the reads after it: the turn is not reported until resolved."""
+    manager, rec, store, conn = managed
+    await manager.new_conversation("c", ConversationSettings())
+    conn.mode = "after" if landed else "instead"
+    conn.unreadable = True
+    # The store's own read-back and the manager's first re-reads fail; a later one answers.
+    conn.heal_after = 4
+    manager.send_user_turn("c", ["hello"], TurnSettings())
+    terminal = "turnComplete" if landed else "turnFailed"
+    await rec.wait_for("c", terminal)
+    assert conn.failed_reads >= 4
+    types = rec.types("c")
+    assert ("turnFailed" in types) is not landed and ("turnComplete" in types) is landed
+    view = await manager.get_conversation("c")
+    expected = [message_item("user", "hello"), message_item("assistant", "hello")]
+    if landed:
+        assert view.record.history_length == 2
+        assert await stored(store, "c") == (2, expected)
+    else:
+        assert view.record.history_length == 0
+        assert await stored(store, "c") == (0, [])

@@ -139,7 +139,12 @@ class SqliteStore:
             raise StoreClosedError(f"store {self.path} is not open")
         if self._corrupt is not None:
             raise StorageFailed("corrupt", self._corrupt)
-        return self._conn
+        conn = self._conn
+        if conn.in_transaction:
+            # Left open by a commit that failed and could not be rolled back: its
+            # writes must not be seen (nor kept) by whatever runs next.
+            conn.execute("ROLLBACK")
+        return conn
 
     # --- open / close ---------------------------------------------------------
 
