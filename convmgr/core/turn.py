@@ -180,10 +180,14 @@ class TurnRun:
     def _add_usage(self, usage: p.Usage) -> None:
         # A stream reports its call's total last; the turn's is the sum over its calls.
         done = self.usage_before
-        self.usage = usage if done is None else p.Usage(
-            done.input_tokens + usage.input_tokens,
-            done.output_tokens + usage.output_tokens,
-            done.total_tokens + usage.total_tokens,
+        self.usage = (
+            usage
+            if done is None
+            else p.Usage(
+                done.input_tokens + usage.input_tokens,
+                done.output_tokens + usage.output_tokens,
+                done.total_tokens + usage.total_tokens,
+            )
         )
 
     async def _run_calls(self, calls: list[p.ToolCallRequest], tools: TurnTools) -> None:
@@ -299,13 +303,27 @@ class TurnRun:
         try:
             await self.store.commit_turn(record, items)
         except Exception as exc:
-            if isinstance(exc, CommitOutcomeUnknown) and await self._landed(old[1]):
+            landed = await self._landed(old[1]) if isinstance(exc, CommitOutcomeUnknown) else False
+            if landed:
                 log.warning(
                     "turn %s of %s was saved although its commit reported: %s",
                     turn.turn_id,
                     conv.conversation_id,
                     exc,
                 )
+            elif landed is None:
+                log.error(
+                    "turn %s of %s: stopped before the store could tell whether it was saved",
+                    turn.turn_id,
+                    conv.conversation_id,
+                )
+                finals = [
+                    TurnFailed(
+                        "the server stopped before the store could tell whether the turn was "
+                        "saved; it may have been: resume the conversation to see",
+                        "commit_unknown",
+                    )
+                ]
             else:
                 log.exception("could not save turn %s of %s", turn.turn_id, conv.conversation_id)
                 record.updated_at, record.history_length, record.last_seq, record.preview = old
@@ -315,13 +333,19 @@ class TurnRun:
         conv.turn = None
         turn.done.set()
 
-    async def _landed(self, length_before: int) -> bool:
+    async def _landed(self, length_before: int) -> bool | None:
         """Whether a commit whose outcome is unknown landed: read back until the store answers.
 
         Only this process writes the conversation (it holds the lease), so its
         stored length is either what it was before the turn or what the turn made
-        it. The conversation stays busy meanwhile; shutdown's budget bounds the wait.
+        it. The conversation stays busy meanwhile. None: the server is stopping
+        and the store has not answered.
         """
+        with self.turn.resolving:
+            return await self._read_back(length_before)
+        return None
+
+    async def _read_back(self, length_before: int) -> bool:
         delay = _RESOLVE_FIRST_S
         while True:
             try:
