@@ -1,0 +1,282 @@
+"""The examples run, and the recorded transcript still describes the real server.
+
+examples/transcript.jsonl is a whole session with `convmgr --no-store`: every
+message the client sent and everything the server wrote back, in order. The
+replay sends the same messages, one at a time, to the real binary and
+compares what comes back step by step, with the fields that differ from run to
+run masked (server-made UUIDs, times, cursors, durations, the server's
+version). A UUID is masked by its order of first appearance, so the replay
+still checks that a turn's events carry the turnId its response gave.
+
+The session is lock-step, so each step's output is fixed: after a request the
+client reads up to its response, and after a `sendUserTurn` also up to that
+turn's terminal event; after `exit`, to the end of output.
+
+When the protocol changes on purpose, record the transcript again (the client
+messages stay, the server's are replaced) and review the diff:
+
+    python tests/test_examples.py --record
+
+docs/protocol.md is checked here too: it names every method, event type,
+history item type and error code the wire models define.
+"""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from client import Client, server_env
+
+from convmgr.dialects.convmgr import events, items
+from convmgr.dialects.convmgr.errors import ConvmgrCode, ErrorCode
+from convmgr.dialects.convmgr.schema import METHODS
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TRANSCRIPT = EXAMPLES / "transcript.jsonl"
+PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
+SERVER_ARGS = ("--no-store",)
+TERMINAL = frozenset({"turnComplete", "turnAborted", "turnFailed"})
+# A guard against a hang, never a wait: every read returns as soon as its message is there.
+TIMEOUT = 60
+
+Message = Any
+Step = tuple[Message, list[Message]]
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+# --- the transcript -----------------------------------------------------------------
+
+
+def load_transcript(path: Path = TRANSCRIPT) -> list[Step]:
+    """The recorded steps: each client message with the server messages that followed it."""
+    steps: list[Step] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        entry = json.loads(line)
+        if entry["from"] == "client":
+            steps.append((entry["message"], []))
+        elif entry["from"] == "server" and steps:
+            steps[-1][1].append(entry["message"])
+        else:
+            raise AssertionError(f"{path.name}:{number}: not a transcript line: {line[:80]}")
+    return steps
+
+
+def play(client: Client, message: Message) -> list[Message]:
+    """Send one client message; what the server writes up to the end of this step."""
+    client.send(message)
+    if "id" not in message:
+        # A notification is never answered; after `exit` the output ends.
+        return client.read_until_eof(TIMEOUT) if message["method"] == "exit" else []
+    out = []
+    while True:
+        reply = client.read_message(TIMEOUT)
+        out.append(reply)
+        if "method" not in reply and reply.get("id") == message["id"]:
+            break
+    turn_id = reply.get("result", {}).get("turnId") if message["method"] == "sendUserTurn" else None
+    while turn_id is not None:
+        event = client.read_message(TIMEOUT)
+        out.append(event)
+        params = event.get("params", {})
+        if params.get("turnId") == turn_id and params["event"]["type"] in TERMINAL:
+            break
+    return out
+
+
+def mask(value: Any, uuids: dict[str, str], key: str = "") -> Any:
+    """`value` with what varies between runs replaced by placeholders (see the module doc)."""
+    if isinstance(value, dict):
+        server_info = value.get("name") == "convmgr"
+        return {
+            k: "<version>" if server_info and k == "version" else mask(v, uuids, k)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask(v, uuids) for v in value]
+    if isinstance(value, str):
+        if _UUID.match(value):
+            return uuids.setdefault(value, f"<uuid {len(uuids) + 1}>")
+        if _TIME.match(value):
+            return "<time>"
+        if key == "nextCursor":
+            return "<cursor>"
+    if key.endswith("Ms") and isinstance(value, int):
+        return "<duration>"
+    return value
+
+
+def record(path: Path = TRANSCRIPT) -> None:
+    """Run the transcript's client messages against the server; rewrite it with the answers."""
+    import tempfile
+
+    lines = []
+    with tempfile.TemporaryDirectory() as home:
+        client = Client(SERVER_ARGS, env=server_env(Path(home)))
+        try:
+            for message, _ in load_transcript(path):
+                lines.append({"from": "client", "message": message})
+                lines.extend({"from": "server", "message": m} for m in play(client, message))
+            assert client.wait() == 0
+        finally:
+            client.kill()
+    path.write_text(
+        "".join(
+            json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines
+        ),
+        encoding="utf-8",
+    )
+
+
+# --- tests -----------------------------------------------------------------------------
+
+
+def test_transcript_replays_against_the_server(spawn) -> None:
+    steps = load_transcript()
+    client = spawn(*SERVER_ARGS)
+    recorded_ids: dict[str, str] = {}
+    live_ids: dict[str, str] = {}
+    for number, (message, expected) in enumerate(steps, 1):
+        actual = play(client, message)
+        want = mask(expected, recorded_ids)
+        got = mask(actual, live_ids)
+        assert got == want, (
+            f"step {number} ({message.get('method')}): the server's answer differs from "
+            f"examples/transcript.jsonl\nwant: {json.dumps(want)}\n got: {json.dumps(got)}"
+        )
+    assert client.wait(TIMEOUT) == 0
+
+
+def test_transcript_covers_a_whole_session() -> None:
+    steps = load_transcript()
+    methods = [message["method"] for message, _ in steps]
+    assert methods[0] == "initialize" and methods[-2:] == ["shutdown", "exit"]
+    for method in ("newConversation", "sendUserTurn", "getConversation", "forkConversation"):
+        assert method in methods
+    # Every server message of the recording is real protocol output: ids match requests.
+    request_ids = {message["id"] for message, _ in steps if "id" in message}
+    for _, replies in steps:
+        for reply in replies:
+            assert reply["jsonrpc"] == "2.0"
+            assert "method" in reply or reply["id"] in request_ids
+
+
+def test_mask_keeps_identity_and_hides_what_varies() -> None:
+    a, b = "0b6f3c2e-8d5a-4f61-9a57-3f1e2d4c5b6a", "5f2f7b99-e804-42c9-b0da-db4c9746bbe7"
+    value = {
+        "turnId": a,
+        "again": [a, b],
+        "createdAt": "2026-12-01T16:39:53.027568Z",
+        "retryInMs": 103,
+        "nextCursor": "MjAy",
+        "serverInfo": {"name": "convmgr", "version": "9.9.9"},
+        "text": "not-a-uuid",
+    }
+    assert mask(value, {}) == {
+        "turnId": "<uuid 1>",
+        "again": ["<uuid 1>", "<uuid 2>"],
+        "createdAt": "<time>",
+        "retryInMs": "<duration>",
+        "nextCursor": "<cursor>",
+        "serverInfo": {"name": "convmgr", "version": "<version>"},
+        "text": "not-a-uuid",
+    }
+
+
+def test_client_example(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "client.py")],
+        cwd=tmp_path,
+        env=server_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "server: convmgr protocol 1\n"
+        "conversation: example\n"
+        "reply: Hello from the example client\n"
+        "[turnComplete]\n"
+        "reply: This message will not be in the fork\n"
+        "[turnComplete]\n"
+        "fork: example-fork of example, 2 items\n"
+        "  user: Hello from the example client\n"
+        "  assistant: Hello from the example client\n"
+        "exit status: 0\n"
+    )
+
+
+def test_pipeline_example(tmp_path) -> None:
+    command = f"{shlex.quote(sys.executable)} -m convmgr"
+    if command != f"{sys.executable} -m convmgr":
+        pytest.skip("the pipeline splits $CONVMGR on spaces; this interpreter's path has some")
+    done = subprocess.run(
+        ["sh", str(EXAMPLES / "pipeline.sh")],
+        cwd=tmp_path,
+        env=server_env(tmp_path, {"CONVMGR": command, "PYTHON": sys.executable}),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Hello from a shell pipeline\n[turnComplete]\n"
+
+
+def test_pipeline_example_fails_without_a_turn(tmp_path) -> None:
+    done = subprocess.run(
+        ["sh", str(EXAMPLES / "pipeline.sh")],
+        cwd=tmp_path,
+        env=server_env(tmp_path, {"CONVMGR": "false", "PYTHON": sys.executable}),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1
+
+
+# --- the reference page names everything the wire models define -------------------------------
+
+
+def _literal_types(union: Any) -> set[str]:
+    """The `type` literals of a discriminated union of wire models."""
+    members = typing.get_args(typing.get_args(union)[0])
+    return {typing.get_args(m.model_fields["type"].annotation)[0] for m in members}
+
+
+def test_protocol_doc_names_every_method_event_item_and_code() -> None:
+    doc = PROTOCOL_DOC.read_text(encoding="utf-8")
+    for method in METHODS:
+        assert f"`{method}`" in doc, f"docs/protocol.md does not describe {method}"
+    for kind in _literal_types(events.Event) | _literal_types(items.HistoryItem):
+        assert f"`{kind}`" in doc, f"docs/protocol.md does not describe {kind}"
+    for code in [*ErrorCode, *ConvmgrCode]:
+        assert f"| {int(code)} |" in doc, f"docs/protocol.md's error table lacks {int(code)}"
+
+
+def test_protocol_doc_json_examples_parse() -> None:
+    doc = PROTOCOL_DOC.read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", doc, re.S)
+    assert blocks
+    for block in blocks:
+        try:
+            json.loads(block)
+        except ValueError:
+            # One message a line, as on the wire.
+            for line in filter(str.strip, block.splitlines()):
+                json.loads(line)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        sys.exit("usage: python tests/test_examples.py --record")
+    record()
+    print(f"recorded {TRANSCRIPT.relative_to(ROOT)}; review it with git diff")
