@@ -328,7 +328,11 @@ async def test_interrupt(server):
     assert aborted["event"]["reason"] == "interrupted"
     # The conversation is usable again.
     _, events = await run_turn(server, "i", "again")
-    assert events[-1]["event"] == {"type": "turnComplete", "lastAgentMessage": "again"}
+    assert events[-1]["event"] == {
+        "type": "turnComplete",
+        "lastAgentMessage": "again",
+        "finishReason": "stop",
+    }
     assert (await server.result("getConversation", {"conversationId": "i"}))["status"] == "idle"
 
 
@@ -835,7 +839,11 @@ async def test_a_method_sent_as_a_notification_is_carried_out_unanswered(server,
     )
     await server.notify("getConversation", {"conversationId": "missing"})  # fails quietly
     events = await server.collect_turn("fire")
-    assert events[-1]["event"] == {"type": "turnComplete", "lastAgentMessage": "and forget"}
+    assert events[-1]["event"] == {
+        "type": "turnComplete",
+        "lastAgentMessage": "and forget",
+        "finishReason": "stop",
+    }
     assert (await server.result("getConversation", {"conversationId": "fire"}))[
         "historyLength"
     ] == 2
@@ -1095,3 +1103,48 @@ async def test_notifications_of_a_cancelled_request_or_unknown_ids_are_never_ans
         await client.notify("notifications/cancelled", params)
     assert await client.result("ping") == {}
     assert client.notifications == [] and client.responses == {}
+
+
+async def test_shutdown_comes_after_the_requests_read_before_it():
+    """newConversation, sendUserTurn and shutdown pipelined: the first two are applied first."""
+    async with session() as client:
+        await client.send_many(
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "newConversation",
+                    "params": {"conversationId": "d"},
+                },
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "sendUserTurn",
+                    "params": {"conversationId": "d", "input": text_input("hello there")},
+                },
+                {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
+            ]
+        )
+        assert "result" in await client.response(1)
+        assert "result" in await client.response(2)
+        assert (await client.response(3))["result"] == {}
+        events = [e["event"]["type"] for e in client.events("d")]
+        assert events[0] == "turnStarted" and events[-1] == "shutdownComplete"
+
+
+async def test_a_batch_response_never_exceeds_the_message_limit():
+    limit = 4096
+    async with session(max_message_bytes=limit) as client:
+        await client.result(
+            "newConversation", {"conversationId": "m", "metadata": {"blob": "x" * 3000}}
+        )
+        get = {"method": "getConversation", "params": {"conversationId": "m"}}
+        batch = [{"jsonrpc": "2.0", "id": n, **get} for n in (1, 2)]
+        await client.send(batch)
+        reply = await client.read_message()
+        assert isinstance(reply, list) and len(reply) == 2
+        assert len(json.dumps(reply, separators=(",", ":"))) <= limit
+        errors = [r for r in reply if "error" in r]
+        assert len(errors) == 1 and errors[0]["error"]["code"] == ConvmgrCode.OVERLOADED
+        (kept,) = (r for r in reply if "result" in r)
+        assert kept["result"]["metadata"] == {"blob": "x" * 3000}

@@ -42,7 +42,11 @@ def run_turn(client: Client, cid: str, text: str) -> list[dict[str, Any]]:
     """Send one turn and read its events up to the terminal one (which must be turnComplete)."""
     client.result("sendUserTurn", {"conversationId": cid, "input": text_input(text)})
     events = client.collect_turn(cid)
-    assert events[-1]["event"] == {"type": "turnComplete", "lastAgentMessage": text}
+    assert events[-1]["event"] == {
+        "type": "turnComplete",
+        "lastAgentMessage": text,
+        "finishReason": "stop",
+    }
     return events
 
 

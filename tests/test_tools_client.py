@@ -424,6 +424,7 @@ async def test_a_hundred_conversations_loop_ten_rounds_at_once() -> None:
             assert events[-1]["event"] == {
                 "type": "turnComplete",
                 "lastAgentMessage": f"done {rounds}",
+                "finishReason": "stop",
             }
         assert len(client.from_server) == conversations * rounds
         ids = [r["id"] for r in client.from_server]

@@ -86,9 +86,10 @@ class ToolSourceFailed:
 
 @dataclass(slots=True)
 class TurnComplete:
-    """The turn ended normally."""
+    """The turn ended normally; finish_reason: stop, length or refusal."""
 
     last_agent_message: str
+    finish_reason: str = "stop"
 
 
 @dataclass(slots=True)

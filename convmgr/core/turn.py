@@ -87,6 +87,8 @@ class TurnRun:
         self.usage: p.Usage | None = None
         self.usage_before: p.Usage | None = None
         self.failure: TurnFailed | None = None
+        # Why the current model call ended: stop, length or refusal.
+        self.finish_reason = "stop"
 
     async def run(self) -> None:
         """The turn's task: turnStarted, the reply's events, then exactly one terminal event."""
@@ -151,6 +153,7 @@ class TurnRun:
         conv, turn_id, sink = self.conv, self.turn.turn_id, self.sink
         text, reasoning = self.text, self.reasoning
         calls: list[p.ToolCallRequest] = []
+        self.finish_reason = "stop"
         # aclosing: an abort landing between two events closes the stream
         # (an HTTP response) now, not when the generator is collected.
         async with aclosing(self.provider.stream(request)) as events:
@@ -169,11 +172,14 @@ class TurnRun:
                     calls.append(event)
                 elif type(event) is p.Usage:
                     self._add_usage(event)
+                elif type(event) is p.Finish:
+                    self.finish_reason = event.reason
                 elif type(event) is p.Retrying:
                     # The failed attempt is void: its text, and calls not yet run.
                     text.clear()
                     reasoning.clear()
                     calls.clear()
+                    self.finish_reason = "stop"
                     conv.emit(turn_id, StreamError(event.message, event.attempt, event.retry_in_ms))
         return calls
 
@@ -276,7 +282,7 @@ class TurnRun:
         if self.usage is not None:
             u = self.usage
             finals.append(TokenUsage(u.input_tokens, u.output_tokens, u.total_tokens))
-        finals.append(TurnComplete(reply))
+        finals.append(TurnComplete(reply, self.finish_reason))
         return items, finals
 
     def _reply_items(self, reply: str, *, keep_empty: bool) -> list[Item]:

@@ -135,6 +135,10 @@ class Connection:
         while self._inflight:
             await self._inflight_changed()
 
+    def held_keys(self) -> tuple[str, ...]:
+        """The keys of every request whose work is not done yet (Work on them all waits for it)."""
+        return self._sequencer.held()
+
     async def request(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
         """Send a request to the client and wait for its result (see ServerRequests.request)."""
         return await self._server_requests.request(method, params)

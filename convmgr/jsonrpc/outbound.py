@@ -57,8 +57,11 @@ class Outbound:
             body = to_json(message, inf_nan_mode="null")
         except ValueError:
             body = to_json(_serializable(message), inf_nan_mode="null")
-        if len(body) > self._max_response and type(message) is dict and "result" in message:
-            body = to_json(self._too_large(message, len(body)))
+        if len(body) > self._max_response:
+            if type(message) is dict and "result" in message:
+                body = to_json(self._too_large(message, len(body)))
+            elif type(message) is list:
+                body = self._fit_batch(message)
         frame = encode_frame(body, self.framing)
         self._chunks.append(frame)
         self.size += len(frame)
@@ -77,6 +80,21 @@ class Outbound:
                 "data": {"limit": limit, "size": size},
             },
         }
+
+    def _fit_batch(self, responses: list[dict[str, Any]]) -> bytes:
+        """A batch's array within the limit: its largest results become too-large errors."""
+        bodies = [to_json(response, inf_nan_mode="null") for response in responses]
+        by_size = sorted(range(len(bodies)), key=lambda n: len(bodies[n]), reverse=True)
+        total = sum(map(len, bodies)) + len(bodies) + 1
+        for n in by_size:
+            if total <= self._max_response:
+                break
+            if "result" not in responses[n]:
+                continue
+            replaced = to_json(self._too_large(responses[n], len(bodies[n])))
+            total += len(replaced) - len(bodies[n])
+            bodies[n] = replaced
+        return b"[" + b",".join(bodies) + b"]"
 
     def congested(self) -> bool:
         """Whether a streaming producer should wait_ready() before sending more."""

@@ -66,6 +66,10 @@ class KeyedSequencer:
         """Whether no unfinished work holds this key (so it may run inline now)."""
         return key not in self._tails
 
+    def held(self) -> tuple[str, ...]:
+        """Every key some unfinished work holds (a ticket on all of them comes after it all)."""
+        return tuple(self._tails)
+
     def ticket(self, keys: Iterable[str]) -> Ticket:
         """Take a place in line behind all earlier work on these keys."""
         return Ticket(self, tuple(dict.fromkeys(keys)))

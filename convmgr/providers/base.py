@@ -83,7 +83,14 @@ class ToolCallRequest:
     arguments: str
 
 
-ProviderEvent = TextDelta | ReasoningDelta | Usage | Retrying | ToolCallRequest
+@dataclass(slots=True, frozen=True)
+class Finish:
+    """Why the model call ended, when not simply `stop`: `length` or `refusal`."""
+
+    reason: str
+
+
+ProviderEvent = TextDelta | ReasoningDelta | Usage | Retrying | ToolCallRequest | Finish
 
 
 class ProviderError(Exception):

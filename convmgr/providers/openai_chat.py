@@ -10,6 +10,7 @@ from typing import Any
 
 from convmgr.model import Item
 from convmgr.providers.base import (
+    Finish,
     FunctionTool,
     ProviderEvent,
     ReasoningDelta,
@@ -86,6 +87,10 @@ def chat_tools(tools: Sequence[FunctionTool]) -> list[dict[str, Any]]:
     ]
 
 
+# Chat's finish reasons that are not a plain stop, as turnComplete.finishReason says them.
+_FINISH_REASONS = {"length": "length", "content_filter": "refusal"}
+
+
 class ChatStreamParser:
     """Reads `chat.completion.chunk` events up to `[DONE]`."""
 
@@ -155,8 +160,16 @@ class ChatStreamParser:
                         for fragment in fragments:
                             if isinstance(fragment, dict):
                                 self._add_fragment(fragment)
-                if choice.get("finish_reason"):
+                if isinstance(delta, dict) and delta.get("refusal"):
+                    refusal = delta["refusal"]
+                    if isinstance(refusal, str):
+                        out.append(TextDelta(refusal))
+                    out.append(Finish("refusal"))
+                reason = choice.get("finish_reason")
+                if reason:
                     self._finish_reason_seen = True
+                    if reason in _FINISH_REASONS:
+                        out.append(Finish(_FINISH_REASONS[reason]))
                     # Arguments are whole once the choice ends (OpenAI says
                     # "tool_calls", Ollama "stop", a cut-off reply "length").
                     out += self._finished_calls()

@@ -9,6 +9,7 @@ from typing import Any
 
 from convmgr.model import Item
 from convmgr.providers.base import (
+    Finish,
     FunctionTool,
     ProviderEvent,
     ReasoningDelta,
@@ -136,6 +137,7 @@ class ResponsesStreamParser:
 
     def __init__(self) -> None:
         self.finished = False
+        self._refused = False
         self._reasoning_seen = False
         self._summary_index: int | None = None
         # Function calls by output_index: handed on in that order.
@@ -163,7 +165,13 @@ class ResponsesStreamParser:
         kind = payload.get("type") or event
         if kind in _TEXT_DELTAS:
             delta = payload.get("delta")
-            return [TextDelta(delta)] if isinstance(delta, str) and delta else []
+            out: list[ProviderEvent] = []
+            if isinstance(delta, str) and delta:
+                out.append(TextDelta(delta))
+            if kind == "response.refusal.delta" and not self._refused:
+                self._refused = True
+                out.append(Finish("refusal"))
+            return out
         if kind in _REASONING_DELTAS:
             return self._reasoning(payload)
         if kind == _ARGUMENTS_DELTA:
@@ -187,6 +195,10 @@ class ResponsesStreamParser:
             self.finished = True
             response = payload.get("response")
             out = self._calls_ready(final=True, response=response)
+            if kind == "response.incomplete" and isinstance(response, dict):
+                details = response.get("incomplete_details")
+                why = details.get("reason") if isinstance(details, dict) else None
+                out.append(Finish("refusal" if why == "content_filter" else "length"))
             usage = response.get("usage") if isinstance(response, dict) else None
             if isinstance(usage, dict):
                 given = usage_number(usage, "input_tokens")

@@ -95,6 +95,8 @@ class TurnComplete(WireModel):
 
     type: Literal["turnComplete"] = "turnComplete"
     last_agent_message: str | None
+    # stop; length: the output limit cut it; refusal: the provider refused or filtered it.
+    finish_reason: Literal["stop", "length", "refusal"] = "stop"
 
 
 class TurnAborted(WireModel):

@@ -293,7 +293,8 @@ class Server:
             await self.store.close()
             return {}
 
-        return Work(work)
+        # After every request read before it is applied (PROTOCOL section 3).
+        return Work(work, keys=self.conn.held_keys())
 
     def on_exit(self, params: Any) -> None:
         """`exit`: end the session (after shutdown's work, if it was not asked for)."""

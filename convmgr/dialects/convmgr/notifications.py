@@ -57,8 +57,12 @@ def wire_event(event: e.Event) -> dict[str, Any]:
             return result
         case e.ToolSourceFailed(server, message):
             return {"type": "toolSourceFailed", "server": server, "message": message}
-        case e.TurnComplete(last_agent_message):
-            return {"type": "turnComplete", "lastAgentMessage": last_agent_message}
+        case e.TurnComplete(last_agent_message, finish_reason):
+            return {
+                "type": "turnComplete",
+                "lastAgentMessage": last_agent_message,
+                "finishReason": finish_reason,
+            }
         case e.TurnAborted(reason):
             return {"type": "turnAborted", "reason": reason}
         case e.TurnFailed(message, code):
