@@ -176,22 +176,25 @@ async def test_cancelling_a_call_tells_the_server_and_propagates_at_once(
 ) -> None:
     async with McpHub({"double": double_server()}) as hub:
         await hub.tools(["double"])
+        cancelled_at = 0.0
         with anyio.CancelScope() as scope:
 
             async def cancel_once_running() -> None:
+                nonlocal cancelled_at
                 await server_log.wait_for("hang started")
+                cancelled_at = time.monotonic()
                 scope.cancel()
 
             async with anyio.create_task_group() as group:
                 group.start_soon(cancel_once_running)
                 await hub.call(tool("hang"), {})
                 pytest.fail("the call returned instead of being cancelled")
-        cancelled_at = time.monotonic()
+        propagated_after = time.monotonic() - cancelled_at
         # The server's handler was cancelled: notifications/cancelled reached it.
         await server_log.wait_for("hang cancelled")
         outcome = await hub.call(tool("echo"), {"still": "there"})
     assert scope.cancelled_caught
-    assert time.monotonic() - cancelled_at < 5
+    assert propagated_after < 1.0
     assert json.loads(outcome.text) == {"still": "there"}
 
 
