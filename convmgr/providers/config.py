@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from convmgr.model import McpServerSettings
 from convmgr.providers.base import Provider
 from convmgr.providers.echo import EchoProvider
 from convmgr.providers.http import HttpProviderSettings
@@ -43,6 +44,19 @@ _PROVIDER_KEYS = frozenset(
     }
 )
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_MCP_KEYS = frozenset(
+    {
+        "command",
+        "args",
+        "env",
+        "startup_timeout_s",
+        "tool_timeout_s",
+        "enabled_tools",
+        "approval",
+    }
+)
+_TOP_KEYS = frozenset({"default_provider", "providers", "mcp_servers", "max_tool_rounds"})
+DEFAULT_MAX_TOOL_ROUNDS = 32
 
 
 class ConfigError(Exception):
@@ -85,6 +99,8 @@ class ProvidersConfig:
 
     default_provider: str = BUILTIN_PROVIDER
     providers: dict[str, ProviderEntry] = field(default_factory=dict)
+    mcp_servers: dict[str, McpServerSettings] = field(default_factory=dict)
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
 
 
 def load_config(
@@ -165,7 +181,8 @@ def validated_config(file: Path | str, table: dict[str, Any]) -> ProvidersConfig
         )
         for name, entry in model.providers.items()
     }
-    return ProvidersConfig(model.default_provider, providers)
+    servers = {name: entry.settings(name) for name, entry in model.mcp_servers.items()}
+    return ProvidersConfig(model.default_provider, providers, servers, model.max_tool_rounds)
 
 
 def fast_config(table: dict[str, Any]) -> ProvidersConfig | None:
@@ -173,11 +190,20 @@ def fast_config(table: dict[str, Any]) -> ProvidersConfig | None:
 
     Accepts a subset of what config_model.ConfigFile accepts, read the same way.
     """
-    if not table.keys() <= {"default_provider", "providers"}:
+    if not table.keys() <= _TOP_KEYS:
         return None
     default = table.get("default_provider", BUILTIN_PROVIDER)
     tables = table.get("providers", {})
-    if not isinstance(default, str) or not default or not isinstance(tables, dict):
+    server_tables = table.get("mcp_servers", {})
+    rounds = table.get("max_tool_rounds", DEFAULT_MAX_TOOL_ROUNDS)
+    if (
+        not isinstance(default, str)
+        or not default
+        or not isinstance(tables, dict)
+        or not isinstance(server_tables, dict)
+        or type(rounds) is not int
+        or rounds < 1
+    ):
         return None
     providers = {}
     for name, entry in tables.items():
@@ -185,7 +211,13 @@ def fast_config(table: dict[str, Any]) -> ProvidersConfig | None:
         if settings is None:
             return None
         providers[name] = ProviderEntry(entry["kind"], settings)
-    return ProvidersConfig(default, providers)
+    servers = {}
+    for name, entry in server_tables.items():
+        server = _fast_mcp_server(name, entry)
+        if server is None:
+            return None
+        servers[name] = server
+    return ProvidersConfig(default, providers, servers, rounds)
 
 
 def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
@@ -223,6 +255,50 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
         max_retries=retries,
         retry_base_delay_s=float(delay),
     )
+
+
+def _fast_mcp_server(name: str, entry: object) -> McpServerSettings | None:
+    """One `[mcp_servers.NAME]` table's settings if they are plainly valid, else None."""
+    # A server name has the shape of a TOML bare key: [A-Za-z0-9_-]+.
+    if (
+        not isinstance(entry, dict)
+        or not entry.keys() <= _MCP_KEYS
+        or not _BARE_KEY.fullmatch(name)
+    ):
+        return None
+    command = entry.get("command")
+    args = entry.get("args", [])
+    env = entry.get("env", {})
+    startup = entry.get("startup_timeout_s", 20.0)
+    tool = entry.get("tool_timeout_s", 600.0)
+    enabled = entry.get("enabled_tools")
+    approval = entry.get("approval", "ask")
+    if (
+        not isinstance(command, str)
+        or not command
+        or not _is_str_list(args)
+        or not (isinstance(env, dict) and all(isinstance(v, str) for v in env.values()))
+        or not (_is_number(startup) and startup > 0)
+        or not (_is_number(tool) and tool > 0)
+        or not (enabled is None or _is_str_list(enabled))
+        or approval not in ("ask", "auto")
+    ):
+        return None
+    return McpServerSettings(
+        name=name,
+        command=command,
+        args=tuple(args),
+        env=tuple(env.items()),
+        startup_timeout_s=float(startup),
+        tool_timeout_s=float(tool),
+        enabled_tools=None if enabled is None else tuple(enabled),
+        approval=approval,
+    )
+
+
+def _is_str_list(value: object) -> TypeGuard[list[str]]:
+    """A list of strings."""
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:

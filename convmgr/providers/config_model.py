@@ -4,10 +4,12 @@ Imported only when a configuration file exists, so that a server without one
 does not build these schemas at start-up.
 """
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from convmgr.model import McpServerSettings
 from convmgr.providers.urls import check_base_url
 
 # Strict about unknown keys: a misspelt `max_retires` must be an error, not a
@@ -39,6 +41,39 @@ class ProviderConfig(BaseModel):
         return check_base_url(value)
 
 
+# PROTOCOL.md section 9: MCP server names are part of the tool names the model sees.
+SERVER_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class McpServerConfig(BaseModel):
+    """One `[mcp_servers.NAME]` table (PROTOCOL.md section 9)."""
+
+    model_config = _CONFIG
+
+    command: Annotated[str, StringConstraints(min_length=1)]
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    # Strict: `true` is no number of seconds (an integer still is).
+    startup_timeout_s: float = Field(default=20.0, gt=0, strict=True)
+    tool_timeout_s: float = Field(default=600.0, gt=0, strict=True)
+    # None: every tool the server lists.
+    enabled_tools: list[str] | None = None
+    approval: Literal["ask", "auto"] = "ask"
+
+    def settings(self, name: str) -> McpServerSettings:
+        """The settings this table gives the server of that name."""
+        return McpServerSettings(
+            name=name,
+            command=self.command,
+            args=tuple(self.args),
+            env=tuple(self.env.items()),
+            startup_timeout_s=self.startup_timeout_s,
+            tool_timeout_s=self.tool_timeout_s,
+            enabled_tools=None if self.enabled_tools is None else tuple(self.enabled_tools),
+            approval=self.approval,
+        )
+
+
 class ConfigFile(BaseModel):
     """The whole file."""
 
@@ -46,3 +81,17 @@ class ConfigFile(BaseModel):
 
     default_provider: Annotated[str, StringConstraints(min_length=1)] = "echo"
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # Model calls per turn (PROTOCOL.md section 9); past it the turn fails.
+    max_tool_rounds: int = Field(default=32, ge=1, strict=True)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServerConfig]) -> dict[str, McpServerConfig]:
+        """Names the model can see inside tool names: [A-Za-z0-9_-]+."""
+        bad = [name for name in value if not SERVER_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(
+                f"server name {bad[0]!r} must be letters, digits, '_' or '-' ([A-Za-z0-9_-]+)"
+            )
+        return value

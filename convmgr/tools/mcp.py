@@ -1,11 +1,32 @@
-"""MCP servers as tool sources, through the official MCP SDK's client (imported on first need)."""
+"""MCP servers as tool sources, through the official MCP SDK's client (imported on first need).
 
+The hub starts each configured server the first time a turn asks for its tools,
+in a task of the hub's own task group that holds the SDK's stdio_client and
+ClientSession for the server's life (anyio wants a context exited by the task
+that entered it); see convmgr/tools/mcp_connection.py for the SDK side.
+"""
+
+import importlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup
 
 from convmgr.model import McpServerSettings, ToolOutcome
+from convmgr.tools.names import model_names
+
+if TYPE_CHECKING:
+    from convmgr.tools.mcp_connection import Connection
+
+# A server that fails to start or dies is started again on a later tools()
+# call, this many times in all per hub; then the hub gives up on it.
+MAX_STARTS = 3
+_CONNECTION_MODULE = "convmgr.tools.mcp_connection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +42,30 @@ class McpTool:
     input_schema: dict[str, Any]
 
 
+@dataclass(eq=False, slots=True)
+class _Server:
+    """A configured server: its current connection and how often it was started."""
+
+    settings: McpServerSettings
+    starts: int = 0
+    connection: "Connection | None" = None
+    # Whether a tools() call has reported the current connection's end.
+    end_reported: bool = False
+
+
 class McpHub:
-    """The configured MCP servers: each started on first need and kept for the process."""
+    """The configured MCP servers: each started on first need and kept for the hub's life."""
 
     def __init__(self, servers: Mapping[str, McpServerSettings]) -> None:
         self.servers = dict(servers)
+        self._state = {name: _Server(settings) for name, settings in self.servers.items()}
+        self._group: TaskGroup | None = None
+        self._closed = False
 
     async def __aenter__(self) -> "McpHub":
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
         return self
 
     async def __aexit__(
@@ -35,13 +73,91 @@ class McpHub:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        return None
+    ) -> bool | None:
+        # Every server stops at once (each closes its stdin, then the SDK's
+        # terminate), so the whole exit takes as long as the slowest one.
+        self._closed = True
+        for server in self._state.values():
+            if server.connection is not None:
+                server.connection.stop()
+        group, self._group = self._group, None
+        if group is None:
+            return None
+        return await group.__aexit__(exc_type, exc, tb)
 
     async def tools(self, servers: Sequence[str]) -> tuple[list[McpTool], list[tuple[str, str]]]:
         """The tools of these servers, starting any not running; and (server, message) failures."""
-        raise NotImplementedError
+        if servers and _CONNECTION_MODULE not in sys.modules:
+            # Importing the SDK takes ~1 s of CPU here; in a thread, the event
+            # loop (every other conversation's stream) keeps running meanwhile.
+            await anyio.to_thread.run_sync(importlib.import_module, _CONNECTION_MODULE)
+        picked = [(name, self._connection(name)) for name in dict.fromkeys(servers)]
+        listed: list[tuple[str, str, str, dict[str, Any]]] = []
+        failures: list[tuple[str, str]] = []
+        for name, connection in picked:
+            if isinstance(connection, str):
+                failures.append((name, connection))
+                continue
+            await connection.ready.wait()
+            if not connection.live:
+                # It failed to start, or ended since; its reason is set once it has ended.
+                await connection.ended.wait()
+                server = self._state[name]
+                if server.connection is connection:
+                    server.end_reported = True
+                failures.append((name, _failure(connection, with_start=True)))
+                continue
+            listed.extend(
+                (name, tool.name, tool.description or "", tool.input_schema)
+                for tool in connection.tools
+            )
+        names = model_names([(server, tool) for server, tool, _, _ in listed])
+        tools = [
+            McpTool(server, tool, name, description, schema)
+            for name, (server, tool, description, schema) in zip(names, listed, strict=True)
+        ]
+        return tools, failures
+
+    def _connection(self, name: str) -> "Connection | str":
+        """The server's connection, started if it needs to be; or why there is none."""
+        if self._group is None or self._closed:
+            return "the MCP hub is not open"
+        server = self._state.get(name)
+        if server is None:
+            return "no MCP server of that name is configured"
+        connection = server.connection
+        if connection is not None and not connection.ended.is_set():
+            return connection
+        if connection is not None and not server.end_reported:
+            # Its end is reported once before it is started again.
+            return connection
+        if server.starts >= MAX_STARTS:
+            last = f": {_failure(connection)}" if connection is not None else ""
+            return f"gave up after {MAX_STARTS} starts{last}"
+        # Imported by tools() already (it imports the SDK).
+        from convmgr.tools.mcp_connection import Connection
+
+        server.starts += 1
+        connection = Connection(server.settings, server.starts)
+        server.connection, server.end_reported = connection, False
+        self._group.start_soon(connection.run, name=f"MCP server {name}")
+        return connection
 
     async def call(self, tool: McpTool, arguments: dict[str, Any]) -> ToolOutcome:
         """Call a tool; a failure (the server's or its death) is a failed outcome, not an error."""
-        raise NotImplementedError
+        server = self._state.get(tool.server)
+        connection = server.connection if server is not None else None
+        if connection is None or not connection.live:
+            reason = f": {_failure(connection)}" if connection and connection.failure else ""
+            return ToolOutcome(f"MCP server {tool.server!r} is not running{reason}", is_error=True)
+        return await connection.call(tool.tool, arguments)
+
+
+def _failure(connection: "Connection", *, with_start: bool = False) -> str:
+    """Why a server's connection ended (or never started), with its last stderr line."""
+    text = connection.failure
+    if with_start:
+        text = f"{text} (start {connection.attempt} of {MAX_STARTS})"
+    if connection.stderr_tail:
+        text = f"{text}; stderr: {connection.stderr_tail}"
+    return text
