@@ -13,14 +13,14 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
 
 from convmgr.core.manager import ConversationManager
-from convmgr.core.tools import Toolbox, ToolLimits
+from convmgr.core.tools import DEFAULT_MAX_TOOL_ROUNDS, Toolbox, ToolLimits
 from convmgr.dialects.convmgr.client import ConnectionClient
 from convmgr.dialects.convmgr.errors import ConvmgrCode
 from convmgr.dialects.convmgr.handlers import Server
@@ -29,6 +29,7 @@ from convmgr.jsonrpc.connection import Connection
 from convmgr.jsonrpc.framing import Framing
 from convmgr.jsonrpc.stdio import StdioStream
 from convmgr.jsonrpc.transport import ByteStream
+from convmgr.model import McpServerSettings
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
 from convmgr.tools.mcp import McpHub
@@ -93,14 +94,27 @@ def open_store(args: argparse.Namespace) -> ConversationStore:
     return SqliteStore(args.store or default_store_path())
 
 
-def load_providers(args: argparse.Namespace) -> ProviderRegistry:
-    """The providers of the configuration file (echo only when there is none)."""
-    from convmgr.providers.config import ConfigError, load_registry
+@dataclass(slots=True)
+class Configuration:
+    """What the configuration file gives a session: providers, MCP servers, tool limits."""
+
+    providers: ProviderRegistry
+    mcp_servers: dict[str, McpServerSettings] = field(default_factory=dict)
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+
+
+def load_configuration(args: argparse.Namespace) -> Configuration:
+    """The configuration file's providers and tools (echo only when there is none)."""
+    from convmgr.providers.config import ConfigError, load_config, registry_from_config
 
     try:
-        return load_registry(args.config, max_event_bytes=args.max_message_bytes)
+        config = load_config(args.config)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
+    if config is None:
+        return Configuration(ProviderRegistry.echo_only())
+    providers = registry_from_config(config, max_event_bytes=args.max_message_bytes)
+    return Configuration(providers, dict(config.mcp_servers), config.max_tool_rounds)
 
 
 class Session:
@@ -232,7 +246,8 @@ async def serve(
 
 async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
     """The whole life of a stdio session."""
-    providers = load_providers(args)
+    configuration = load_configuration(args)
+    providers = configuration.providers
     store = open_store(args)
     try:
         await store.open()
@@ -242,18 +257,25 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
         if isinstance(exc, StoreOpenError):
             raise StartupError(str(exc)) from None
         raise
+    # The servers start on first need; leaving the hub ends them (within a second).
+    hub = McpHub(configuration.mcp_servers) if configuration.mcp_servers else None
+    limits = ToolLimits(args.tool_timeout, configuration.max_tool_rounds)
     try:
-        await serve(
-            StdioStream(in_fd, out_fd),
-            store,
-            providers,
-            framing=None if args.framing == "auto" else args.framing,
-            max_message_bytes=args.max_message_bytes,
-            max_conversations=args.max_conversations,
-            options=ServeOptions(drain_timeout=args.drain_timeout),
-            signals=True,
-            tool_limits=ToolLimits(tool_timeout_s=args.tool_timeout),
-        )
+        async with AsyncExitStack() as stack:
+            if hub is not None:
+                await stack.enter_async_context(hub)
+            await serve(
+                StdioStream(in_fd, out_fd),
+                store,
+                providers,
+                framing=None if args.framing == "auto" else args.framing,
+                max_message_bytes=args.max_message_bytes,
+                max_conversations=args.max_conversations,
+                options=ServeOptions(drain_timeout=args.drain_timeout),
+                signals=True,
+                hub=hub,
+                tool_limits=limits,
+            )
     finally:
         with anyio.CancelScope(shield=True):
             await providers.aclose()

@@ -120,7 +120,9 @@ class TurnRun:
                 history = await self.store.read_items(conv.conversation_id, 0, None)
                 conv.turns = sum(1 for item in history if is_user_message(item))
             conv.turns += 1
-            request = replace(request, tools=tools.functions(), turn_number=conv.turns)
+            request = replace(
+                request, tools=tools.functions(), turn_number=conv.turns, has_tools=True
+            )
         prior: list[Item] | None = None
         if self.provider.needs_history:
             prior = await self.store.read_items(self.conv.conversation_id, 0, None)

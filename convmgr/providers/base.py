@@ -26,6 +26,9 @@ class TurnRequest:
     turn_items: Sequence[Item] = ()
     # The turn's number in the conversation, from 1 (echo's call ids use it).
     turn_number: int = 1
+    # Whether the conversation has tool sources, even if none offers a tool this
+    # turn (an MCP server that failed to start): echo makes calls only then.
+    has_tools: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -39,7 +39,7 @@ class EchoProvider:
     async def stream(self, request: TurnRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Yield the reply word by word, then any calls, giving the loop a turn every few words."""
         text, calls = request.input_text, list[ToolCallRequest]()
-        if request.tools:
+        if request.has_tools:
             text, calls = _reply(request)
         count = 0
         for match in _WORD.finditer(text):
