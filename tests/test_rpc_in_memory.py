@@ -666,6 +666,7 @@ async def test_small_max_message_bytes(framing):
             response = await client.read_message()
             assert response["error"]["code"] == ErrorCode.INVALID_REQUEST
             assert "too large" in response["error"]["message"]
+            assert response["error"]["data"] == {"limit": 1000, "size": len(body)}
         fits = {"id": 2, "method": "ping", "params": {"pad": "a" * 900}}
         assert len(json.dumps(fits)) < 1000
         await client.send(fits)
@@ -1148,3 +1149,21 @@ async def test_a_batch_response_never_exceeds_the_message_limit():
         assert len(errors) == 1 and errors[0]["error"]["code"] == ConvmgrCode.OVERLOADED
         (kept,) = (r for r in reply if "result" in r)
         assert kept["result"]["metadata"] == {"blob": "x" * 3000}
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "loc"),
+    [
+        ("newConversation", {"provider": "nope"}, ["provider"]),
+        ("listConversations", {"cursor": "not-a-cursor"}, ["cursor"]),
+        ("forkConversation", {}, []),
+        ("ping", [1], []),
+    ],
+    ids=["unknown-provider", "bad-cursor", "fork-needs-a-source", "positional-params"],
+)
+async def test_every_invalid_params_error_lists_its_errors(method, params, loc):
+    async with session() as client:
+        error = await client.error(method, params)
+        assert error["code"] == ErrorCode.INVALID_PARAMS
+        (entry,) = error["data"]["errors"]
+        assert entry["loc"] == loc and entry["msg"] == error["message"]

@@ -180,7 +180,12 @@ class Connection:
 
     def _on_frame(self, frame: bytes | Oversize | BadFrame) -> None:
         if isinstance(frame, Oversize):
-            self._send_error(None, ErrorCode.INVALID_REQUEST, "message too large", frame.size)
+            self._send_error(
+                None,
+                ErrorCode.INVALID_REQUEST,
+                "message too large",
+                {"limit": self.max_message_bytes, "size": frame.size},
+            )
             return
         if isinstance(frame, BadFrame):
             self._send_error(None, ErrorCode.PARSE_ERROR, f"parse error: {frame.reason}")

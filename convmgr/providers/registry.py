@@ -24,7 +24,9 @@ class ProviderRegistry:
         provider = self._providers.get(self.default if name is None else name)
         if provider is None:
             known = ", ".join(sorted(self._providers))
-            raise InvalidArgument(f"unknown provider {name!r} (configured: {known})")
+            raise InvalidArgument(
+                f"unknown provider {name!r} (configured: {known})", {"field": "provider"}
+            )
         return provider
 
     def all(self) -> list[Provider]:

@@ -149,10 +149,10 @@ def rpc_error(exc: Exception) -> RpcError:
     never shown to the client).
     """
     if isinstance(exc, RpcError):
-        return exc
+        return _with_errors(exc)
     if isinstance(exc, ConversationError):
         code = _ERROR_CODES.get(type(exc), ErrorCode.INTERNAL_ERROR)
-        return RpcError(code, exc.message, exc.data)
+        return _with_errors(RpcError(code, exc.message, exc.data))
     if isinstance(exc, ValidationError):
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         first = errors[0]
@@ -163,6 +163,19 @@ def rpc_error(exc: Exception) -> RpcError:
             {"errors": errors},
         )
     return internal_error(exc)
+
+
+def _with_errors(error: RpcError) -> RpcError:
+    """Every -32602 lists what is wrong in `data.errors` (PROTOCOL section 6)."""
+    if error.code != ErrorCode.INVALID_PARAMS:
+        return error
+    data = error.data if isinstance(error.data, dict) else {}
+    if "errors" in data:
+        return error
+    field = data.get("field")
+    loc = [field] if isinstance(field, str) else []
+    entry = {"type": "value_error", "loc": loc, "msg": error.message}
+    return RpcError(error.code, error.message, {**data, "errors": [entry]})
 
 
 class Server:
@@ -449,7 +462,9 @@ class Server:
             try:
                 views, next_cursor = await self.manager.list_conversations(p.cursor, p.limit)
             except ValueError as exc:
-                raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: cursor: {exc}") from None
+                raise RpcError(
+                    ErrorCode.INVALID_PARAMS, f"invalid params: cursor: {exc}", {"field": "cursor"}
+                ) from None
             return self._list_page([conversation_info(v) for v in views], next_cursor)
 
         return Work(work)
