@@ -15,6 +15,12 @@ Before that, the hub's first tools() call starts its server and imports the SDK
 (in a thread); a ticker that sleeps 1 ms records how late the event loop wakes
 meanwhile (what every other conversation would feel).
 
+Then the same call made through a whole convmgr server (`python -m convmgr
+--no-store` with the time server configured, `approval = "auto"`), driven by
+echo's `/call` lines, alternating with the direct SDK call: the time from the
+`toolCall` event to the `toolResult` event as the client reads them (both are
+written by the server right around the call), against the direct call's time.
+
 Prints a table and writes JSON to bench/results/mcp.json. A script, not a test.
 """
 
@@ -74,6 +80,113 @@ async def measure(calls: int, rows: list[Row]) -> None:
         rows.append(Row("  event loop late meanwhile (max)", "", lag_ms, "ms", None, "1 ms ticker"))
         tool = next(t for t in tools if t.tool == "get_current_time")
         await direct_vs_hub(hub, tool, calls, rows)
+    await direct_vs_server(calls, rows)
+
+
+class ServerProcess:
+    """`python -m convmgr --no-store` with the time server configured, read line by line."""
+
+    def __init__(self, process: Any) -> None:
+        self.process = process
+        self.buffer = b""
+        self.ids = 0
+
+    async def send(self, method: str, params: dict[str, Any]) -> None:
+        import json
+
+        self.ids += 1
+        line = json.dumps({"id": self.ids, "method": method, "params": params}) + "\n"
+        await self.process.stdin.send(line.encode())
+
+    async def event(self, kind: str) -> float:
+        """Read until an event of that type; the time it was read."""
+        import json
+
+        while True:
+            while b"\n" not in self.buffer:
+                self.buffer += await self.process.stdout.receive()
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            message = json.loads(line)
+            event = message.get("params", {}).get("event", {}) if "method" in message else {}
+            if event.get("type") == kind:
+                return time.perf_counter()
+            if event.get("type") == "toolResult" and event.get("isError"):
+                raise RuntimeError(f"the call failed: {event}")
+
+
+async def direct_vs_server(calls: int, rows: list[Row]) -> None:
+    """Alternate one call through a convmgr server and one straight through the SDK."""
+    import tempfile
+
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    with tempfile.TemporaryDirectory() as home:
+        config = Path(home) / "config.toml"
+        config.write_text(
+            "[mcp_servers.time]\n"
+            f"command = {json_text(sys.executable)}\n"
+            'args = ["-m", "mcp_server_time"]\napproval = "auto"\n',
+            encoding="utf-8",
+        )
+        command = [sys.executable, "-m", "convmgr", "--no-store", "--config", str(config)]
+        params = StdioServerParameters(command=SERVER.command, args=list(SERVER.args))
+        with open(os.devnull, "w") as quiet:
+            async with (
+                await anyio.open_process(command, stderr=quiet) as process,
+                stdio_client(params, errlog=quiet) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                server = ServerProcess(process)
+                await server.send("newConversation", {"conversationId": "bench"})
+                text = '/call time__get_current_time {"timezone": "UTC"}'
+                turn = {"conversationId": "bench", "input": [{"type": "text", "text": text}]}
+
+                async def through_server() -> float:
+                    await server.send("sendUserTurn", turn)
+                    called = await server.event("toolCall")
+                    answered = await server.event("toolResult")
+                    await server.event("turnComplete")
+                    return (answered - called) * 1000
+
+                async def direct() -> float:
+                    before = time.perf_counter()
+                    result = await session.call_tool("get_current_time", ARGUMENTS)
+                    if result.is_error:
+                        raise RuntimeError("the direct call failed")
+                    return (time.perf_counter() - before) * 1000
+
+                for _ in range(WARM_UP):
+                    await through_server()
+                    await direct()
+                times: dict[str, list[float]] = {"direct": [], "server": []}
+                for index in range(calls):
+                    order = [("direct", direct), ("server", through_server)]
+                    for name, call in order if index % 2 else reversed(order):
+                        times[name].append(await call())
+                await process.stdin.aclose()
+                await process.wait()
+    direct_ms, server_ms = times["direct"], times["server"]
+    for label, values in (("SDK directly (same run)", direct_ms), ("through convmgr", server_ms)):
+        rows.append(Row(f"{label}: p50", "", pct(values, 0.5), "ms", None, f"{calls} calls"))
+        rows.append(Row(f"{label}: p90", "", pct(values, 0.9), "ms", None))
+    overhead = pct(server_ms, 0.5) - pct(direct_ms, 0.5)
+    rows.append(
+        Row(
+            "convmgr overhead (toolCall..toolResult), p50",
+            "<= 1 ms",
+            overhead,
+            "ms",
+            overhead <= 1.0,
+        )
+    )
+
+
+def json_text(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    import json
+
+    return json.dumps(value)
 
 
 async def direct_vs_hub(hub: McpHub, tool: McpTool, calls: int, rows: list[Row]) -> None:
