@@ -20,6 +20,7 @@ from convmgr.model import (
     message_item,
     utc_now,
 )
+from convmgr.store import sqlite as sqlite_module
 from convmgr.store.db_thread import _Job
 from convmgr.store.sqlite import SqliteStore
 from convmgr.store.sqlite_commit import JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT_PAGES
@@ -188,6 +189,42 @@ async def gather_one_batch(
     finally:
         del store._commit_batch_sync
     return batches, errors
+
+
+async def test_turns_queued_while_the_thread_is_busy_are_one_batch(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turns that end in different passes of the loop while the thread works on
+    something else are committed together: the queued batches are merged."""
+    store = sqlite_store
+    records = [make_record(f"c{n}") for n in range(6)]
+    for record in records:
+        await store.create(record, [])
+    batches: list[int] = []
+    real_commit_turns = sqlite_module.commit_turns
+
+    def counting(conn: sqlite3.Connection, turns: Any) -> list[Exception | None]:
+        batches.append(len(turns))
+        return real_commit_turns(conn, turns)
+
+    # The store's own bound method runs the batch (no spy in its place).
+    monkeypatch.setattr(sqlite_module, "commit_turns", counting)
+    gate = threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold_thread, store, gate)
+        await anyio.wait_all_tasks_blocked()
+        for record in records:
+            # One turn per pass of the loop: each is a queue entry of its own
+            # (handed over by a loop callback, hence the checkpoint).
+            tg.start_soon(commit, store, record, [message_item("user", "u")])
+            await anyio.wait_all_tasks_blocked()
+            await anyio.lowlevel.checkpoint()
+        gate.set()
+    assert batches == [6]
+    for record in records:
+        assert [row[1] for row in stored_rows(store.path, record.conversation_id)] == [
+            reference(message_item("user", "u"))
+        ]
 
 
 async def test_a_batch_is_one_insert_whatever_its_size(sqlite_store: SqliteStore) -> None:

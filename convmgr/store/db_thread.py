@@ -224,14 +224,17 @@ class _DbThread:
                 _run_job(entry)
                 _wake([entry])
                 continue
+            # ==, not is: a store's func is a bound method, a new object each
+            # time it is named, so `is` never merged two queue entries.
+            func = batch[0].func
             while True:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(more, list) and more[0].func is batch[0].func:
+                if isinstance(more, list) and more[0].func == func:
                     batch.extend(more)
-                elif isinstance(more, _Job) and more.batchable and more.func is batch[0].func:
+                elif isinstance(more, _Job) and more.batchable and more.func == func:
                     batch.append(more)
                 else:
                     held.append(more)  # runs next: order is kept

@@ -95,11 +95,23 @@ class EventWriter:
 
     def emit(self, conversation_id: str, seq: int, turn_id: str | None, event: e.Event) -> None:
         """Queue a conversation/event notification."""
+        # event_params, built in place, and wire_event's first case without the
+        # call: this runs once per streamed delta, where each call saved is
+        # 1-2 % of the server's whole cost per delta.
+        if type(event) is e.AgentMessageDelta:
+            wire = {"type": "agentMessageDelta", "delta": event.delta}
+        else:
+            wire = wire_event(event)
         self._outbound.send(
             {
                 "jsonrpc": "2.0",
                 "method": "conversation/event",
-                "params": event_params(conversation_id, seq, turn_id, event),
+                "params": {
+                    "conversationId": conversation_id,
+                    "seq": seq,
+                    "turnId": turn_id,
+                    "event": wire,
+                },
             }
         )
 
