@@ -17,8 +17,12 @@ messages stay, the server's are replaced) and review the diff:
 
     python tests/test_examples.py --record
 
-docs/protocol.md is checked here too: it names every method, event type,
-history item type and error code the wire models define.
+docs/protocol.md is checked here too: it names every method, server request,
+notification, event type, history item type, error code, capability and
+configuration key of tools, and the messages it shows have today's shapes.
+
+examples/tool_client.py is the README's tools example, character for
+character: a test runs it and another checks the two are the same text.
 """
 
 import json
@@ -35,10 +39,13 @@ from client import Client, server_env
 
 from convmgr.dialects.convmgr import events, items
 from convmgr.dialects.convmgr.errors import ConvmgrCode, ErrorCode
-from convmgr.dialects.convmgr.schema import METHODS
+from convmgr.dialects.convmgr.lifecycle import ServerCapabilities
+from convmgr.dialects.convmgr.schema import METHODS, NOTIFICATIONS, SERVER_REQUESTS
+from convmgr.providers.config_model import ConfigFile, McpServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+README = ROOT / "README.md"
 TRANSCRIPT = EXAMPLES / "transcript.jsonl"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 SERVER_ARGS = ("--no-store",)
@@ -191,9 +198,10 @@ def test_mask_keeps_identity_and_hides_what_varies() -> None:
     }
 
 
-def test_client_example(tmp_path) -> None:
+def run_python_example(name: str, tmp_path: Path) -> str:
+    """Run examples/NAME with this interpreter in an empty home; its stdout (it must exit 0)."""
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "client.py")],
+        [sys.executable, str(EXAMPLES / name)],
         cwd=tmp_path,
         env=server_env(tmp_path),
         capture_output=True,
@@ -201,7 +209,11 @@ def test_client_example(tmp_path) -> None:
         timeout=TIMEOUT,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == (
+    return done.stdout
+
+
+def test_client_example(tmp_path) -> None:
+    assert run_python_example("client.py", tmp_path) == (
         "server: convmgr protocol 1\n"
         "conversation: example\n"
         "reply: Hello from the example client\n"
@@ -243,6 +255,34 @@ def test_pipeline_example_fails_without_a_turn(tmp_path) -> None:
     assert done.returncode == 1
 
 
+def readme_tools_snippet() -> str:
+    """The Python block of the README's "Tools" section."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n## Tools")
+    end = text.index("\n## ", start + 1)
+    (snippet,) = re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    return snippet
+
+
+def test_tool_client_is_the_readme_example() -> None:
+    assert (EXAMPLES / "tool_client.py").read_text(encoding="utf-8") == readme_tools_snippet(), (
+        "examples/tool_client.py and the README's Tools example differ: copy one onto the other"
+    )
+
+
+def test_tool_client_example(tmp_path) -> None:
+    assert run_python_example("tool_client.py", tmp_path).splitlines() == [
+        "turnStarted {}",
+        'toolCall {"callId": "call_1_1", "name": "clock", "arguments": {}, "source": "client"}',
+        'toolResult {"callId": "call_1_1", "content": [{"type": "text", "text": "12:00"}], '
+        '"isError": false}',
+        'agentMessageDelta {"delta": "12:00"}',
+        'agentMessage {"text": "12:00"}',
+        'tokenUsage {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}',
+        'turnComplete {"lastAgentMessage": "12:00", "finishReason": "stop"}',
+    ]
+
+
 # --- the reference page names everything the wire models define -------------------------------
 
 
@@ -260,6 +300,60 @@ def test_protocol_doc_names_every_method_event_item_and_code() -> None:
         assert f"`{kind}`" in doc, f"docs/protocol.md does not describe {kind}"
     for code in [*ErrorCode, *ConvmgrCode]:
         assert f"| {int(code)} |" in doc, f"docs/protocol.md's error table lacks {int(code)}"
+    for method in [*SERVER_REQUESTS, *NOTIFICATIONS]:
+        assert f"**`{method}`**" in doc or f"`{method}" in doc, (
+            f"docs/protocol.md does not describe {method}"
+        )
+    for name in SERVER_REQUESTS:
+        assert f"**`{name}`**" in doc, f"docs/protocol.md has no paragraph on {name}"
+
+
+def test_protocol_doc_names_every_capability_and_tools_setting() -> None:
+    doc = PROTOCOL_DOC.read_text(encoding="utf-8")
+    for field in ServerCapabilities.model_fields.values():
+        assert f"| `{field.alias}`" in doc, f"the capabilities table lacks {field.alias}"
+    assert "`capabilities.approvals`" in doc
+    for key in McpServerConfig.model_fields:
+        assert f"| `{key}` |" in doc, f"the [mcp_servers.NAME] table lacks {key}"
+    assert "| `max_tool_rounds` |" in doc and "max_tool_rounds" in ConfigFile.model_fields
+    assert "`--tool-timeout`" in doc
+
+
+def doc_messages() -> list[Any]:
+    """Every whole JSON message the page shows: one-line examples and transcript lines."""
+    doc = PROTOCOL_DOC.read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", doc, re.S):
+        for line in block.splitlines():
+            line = re.sub(r"^(client|server) → ", "", line.strip())
+            if line.startswith(("{", "[")):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    continue  # part of a message indented for reading
+    return found
+
+
+def test_protocol_doc_messages_have_todays_shapes() -> None:
+    """Captured once, kept current: what the server changed since shows up here."""
+    messages = []
+    for value in doc_messages():
+        messages += value if isinstance(value, list) else [value]
+    messages = [m for m in messages if isinstance(m, dict)]  # a batch may hold anything
+    assert len(messages) > 100
+    for message in messages:
+        error = message.get("error")
+        if isinstance(error, dict) and error.get("code") == ErrorCode.INVALID_PARAMS:
+            assert "errors" in error.get("data", {}), f"-32602 without data.errors: {message}"
+        if isinstance(error, dict) and error.get("message") == "message too large":
+            assert set(error["data"]) == {"limit", "size"}, message
+        method = message.get("method")
+        if method == "conversation/event":
+            params = events.ConversationEventParams.model_validate(message["params"])
+            if params.event.type == "turnComplete":
+                assert "finishReason" in message["params"]["event"], message
+        elif method in SERVER_REQUESTS and "id" in message:
+            SERVER_REQUESTS[method][0].model_validate(message["params"])
 
 
 def test_protocol_doc_json_examples_parse() -> None:
