@@ -158,12 +158,13 @@ async def test_three_calls_run_at_once_and_their_outputs_keep_the_models_order()
         ),
         ({"result": {"content": "not a list"}}, "malformed"),
         ({"result": "text"}, "malformed"),
+        ({"result": {}}, "malformed"),
         (
             {"result": text_result("the tool's own failure", is_error=True)},
             "the tool's own failure",
         ),
     ],
-    ids=["error-answer", "content-not-a-list", "not-an-object", "isError-result"],
+    ids=["error-answer", "content-not-a-list", "not-an-object", "no-content", "isError-result"],
 )
 async def test_a_failed_or_malformed_answer_is_a_failed_call_and_the_turn_goes_on(
     reply: Message, expected: str
@@ -191,14 +192,21 @@ async def test_a_failed_or_malformed_answer_is_a_failed_call_and_the_turn_goes_o
 async def test_a_call_to_a_tool_the_conversation_lacks_fails_without_a_request() -> None:
     async with session() as client:
         await new(client, "c", [ADD])
-        events = await turn(client, "c", "/call nosuch {}\n/call add {not json")
+        events = await turn(client, "c", "/call nosuch {}\n/call add {not json\n/call add [1, 2]")
         calls = of_type(events, "toolCall")
+        # The parsed value when the text is JSON, the raw text when it is not.
         assert calls[1]["arguments"] == "{not json"
+        assert calls[2]["arguments"] == [1, 2]
         results = of_type(events, "toolResult")
-        assert {r["callId"]: r["isError"] for r in results} == {"call_1_1": True, "call_1_2": True}
+        assert {r["callId"]: r["isError"] for r in results} == {
+            "call_1_1": True,
+            "call_1_2": True,
+            "call_1_3": True,
+        }
         texts = {r["callId"]: r["content"][0]["text"] for r in results}
         assert "unknown tool: nosuch" in texts["call_1_1"]
         assert "not a JSON object" in texts["call_1_2"]
+        assert "not a JSON object" in texts["call_1_3"]
         assert client.from_server == []
         assert events[-1]["event"]["type"] == "turnComplete"
 

@@ -37,13 +37,16 @@ class ToolLimits:
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
 
 
-def parse_arguments(text: str) -> dict[str, Any] | None:
-    """The model's argument text as a JSON object, or None when it is not one."""
+def parse_arguments(text: str) -> tuple[dict[str, Any] | None, Any]:
+    """The model's argument text as a JSON object (None when it is not one), and as shown.
+
+    Shown: the parsed JSON value, or the raw text when it is not valid JSON.
+    """
     try:
         value = json.loads(text)
     except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+        return None, text
+    return (value if isinstance(value, dict) else None), value
 
 
 def uses_tools(settings: ConversationSettings, hub: McpHub | None) -> bool:

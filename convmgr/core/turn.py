@@ -205,7 +205,7 @@ class TurnRun:
         self.calls, self.outcomes = calls, [None] * len(calls)
         requests = []
         for call in calls:
-            arguments = parse_arguments(call.arguments)
+            arguments, shown = parse_arguments(call.arguments)
             entry = tools.entry(call.name)
             mcp = entry.mcp if entry is not None else None
             conv.emit(
@@ -213,7 +213,7 @@ class TurnRun:
                 ToolCall(
                     call.call_id,
                     call.name,
-                    call.arguments if arguments is None else arguments,
+                    shown,
                     "mcp" if mcp is not None else "client",
                     mcp.server if mcp is not None else None,
                     mcp.tool if mcp is not None else None,

@@ -20,7 +20,9 @@ def outcome_of_result(result: object) -> ToolOutcome:
     """
     if not isinstance(result, dict):
         raise MalformedResult("the result is not an object")
-    content = result.get("content", [])
+    if "content" not in result:
+        raise MalformedResult("a CallToolResult needs `content`")
+    content = result["content"]
     is_error = result.get("isError", False)
     if not isinstance(content, list) or not isinstance(is_error, bool):
         raise MalformedResult("`content` must be a list and `isError` a boolean")
