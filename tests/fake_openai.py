@@ -34,8 +34,9 @@ Tool scenarios, in either API's format (`/chat/completions` or `/responses`):
   by word; a later user message starts over with a call.
 
 Every request is recorded: `server.requests` in the same process (`Request.json()`
-is the body), `GET /_requests` from another one (`{"requests": [{"path", "body"}]}`,
-the POSTs in the order received).
+is the body; `path` has no query, `query` holds it), `GET /_requests` from another
+one (`{"requests": [{"path", "query", "headers", "body"}]}`, the POSTs in the order
+received).
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ class Request:
 
     method: str
     path: str
+    # Header names in lower case.
     headers: dict[str, str]
     body: bytes
+    # What follows `?` in the request target ("" when nothing does).
+    query: str = ""
 
     def json(self) -> Any:
         """The body as JSON."""
@@ -221,7 +225,12 @@ class FakeOpenAI:
     def request_bodies(self) -> list[dict[str, Any]]:
         """The POST requests received so far: path and JSON body."""
         return [
-            {"path": request.path, "body": request.json()}
+            {
+                "path": request.path,
+                "query": request.query,
+                "headers": request.headers,
+                "body": request.json(),
+            }
             for request in self.requests
             if request.method == "POST"
         ]
@@ -271,7 +280,8 @@ async def _read_request(
             return None, b""
     head, _, buffer = buffer.partition(b"\r\n\r\n")
     request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    method, path, _ = request_line.split(" ", 2)
+    method, target, _ = request_line.split(" ", 2)
+    path, _, query = target.partition("?")
     headers = {}
     for line in header_lines:
         name, _, value = line.partition(":")
@@ -279,7 +289,7 @@ async def _read_request(
     length = int(headers.get("content-length", "0"))
     while len(buffer) < length:
         buffer += await stream.receive()
-    return Request(method, path, headers, buffer[:length]), buffer[length:]
+    return Request(method, path, headers, buffer[:length], query), buffer[length:]
 
 
 def sse_bytes(data: str | dict[str, Any], event: str | None = None) -> bytes:

@@ -1,9 +1,11 @@
-"""The API key never reaches a turn's events or the logs, wherever a provider echoes it.
+"""The API key and header values never reach a turn's events or the logs, wherever a provider
+echoes them.
 
-Providers on the fake server put the key in every string of their errors:
-message, code, type, param, a retried error, a plain-text body, a stream that
-is not JSON. The turns run through the manager; what it emits (turnFailed,
-streamError) and every log record are searched for any 8 characters of the key.
+Providers on the fake server put the secret (the key, or the value of a header
+from `headers`) in every string of their errors: message, code, type, param, a
+retried error, a plain-text body, a stream that is not JSON. The turns run
+through the manager; what it emits (turnFailed, streamError) and every log
+record are searched for any 8 characters of the secret.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ pytestmark = pytest.mark.anyio
 
 KEY = "sk-Rd7Qz2Lw9Xm4Tb8Vn3Kp"
 KEY_ENV = "CONVMGR_REDACTION_TEST_KEY"
+# The value of a configured header, expanded from this variable at start-up.
+HEADER = "gw-Tn4Pz7Qa2Wc9Lx5M"
+HEADER_ENV = "CONVMGR_REDACTION_TEST_HEADER"
 KINDS = ["chat", "responses"]
+# Which secret the provider echoes.
+SECRETS = ["key", "header"]
 # A key as repr() and JSON would escape it (a backslash, both quotes).
 ODD_KEY = "sk-Hj5\\Wq'8Zr\"3Lm6Yc"
 
@@ -139,7 +146,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def config(tmp_path: Path, server: FakeOpenAI) -> Path:
-    """A chat and a responses provider on the fake server, one retry each."""
+    """A chat and a responses provider on the fake server, one retry each, with a secret header."""
     path = tmp_path / "config.toml"
     tables = "".join(
         f"""
@@ -150,6 +157,7 @@ api_key_env = "{KEY_ENV}"
 default_model = "echo"
 max_retries = 1
 retry_base_delay_s = 0.01
+headers = {{ "X-Title" = "convmgr tests", "X-Gateway-Token" = "${{{HEADER_ENV}}}" }}
 """
         for kind in KINDS
     )
@@ -158,15 +166,18 @@ retry_base_delay_s = 0.01
 
 
 async def run_turns(
-    tmp_path: Path, kind: str, key: str, names: list[str]
+    tmp_path: Path, kind: str, names: list[str], echoed: str
 ) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """Each scenario's turn through the manager: its events; and the requests made."""
+    """Each scenario's turn through the manager, echoing one secret: its events; the requests."""
     recorder = Recorder()
 
     async def handler(request: Request, reply: Reply) -> None:
-        # Whatever the provider echoes, it echoes the key it was sent.
-        assert request.headers["authorization"] == f"Bearer {key}"
-        await SCENARIOS[request.json()["model"]](request, reply, key)
+        # Whatever the provider echoes, it echoes the secret it was sent.
+        headers = request.headers
+        secret = headers["authorization"].removeprefix("Bearer ")
+        if echoed == "header":
+            secret = headers["x-gateway-token"]
+        await SCENARIOS[request.json()["model"]](request, reply, secret)
 
     async with FakeOpenAI(handler) as server:
         registry = load_registry(config(tmp_path, server))
@@ -196,18 +207,25 @@ def retries_of(events: list[dict[str, Any]]) -> list[str]:
     return [e["message"] for e in events if e["type"] == "streamError"]
 
 
+@pytest.mark.parametrize("echoed", SECRETS)
 @pytest.mark.parametrize("kind", KINDS)
-async def test_no_error_string_from_the_provider_shows_the_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, kind: str
+async def test_no_error_string_from_the_provider_shows_a_secret(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    echoed: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv(KEY_ENV, KEY)
-    events, requests = await run_turns(tmp_path, kind, KEY, list(SCENARIOS))
+    monkeypatch.setenv(HEADER_ENV, HEADER)
+    events, requests = await run_turns(tmp_path, kind, list(SCENARIOS), echoed)
 
     shown = json.dumps(events)
-    assert leaks(shown) == [], shown
     assert caplog.records
-    assert leaks(caplog.text) == [], caplog.text
+    for secret in (KEY, HEADER):
+        assert leaks(shown, secret) == [], shown
+        assert leaks(caplog.text, secret) == [], caplog.text
 
     # The errors still say what went wrong, with the key blanked out.
     assert failure_of(events["error-fields"]) == {"message": "no access for ***", "code": "key_***"}
@@ -238,16 +256,22 @@ async def test_no_error_string_from_the_provider_shows_the_key(
     assert requests == len(SCENARIOS) + 2
 
 
+@pytest.mark.parametrize("echoed", SECRETS)
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_key_that_repr_or_json_would_escape_is_blanked_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, kind: str
+async def test_a_secret_that_repr_or_json_would_escape_is_blanked_too(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    echoed: str,
 ) -> None:
     # A stream that is not JSON is quoted with repr(), which doubles a
-    # backslash: the key must be found in that form too.
+    # backslash: the secret must be found in that form too.
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv(KEY_ENV, ODD_KEY)
+    monkeypatch.setenv(KEY_ENV, ODD_KEY if echoed == "key" else KEY)
+    monkeypatch.setenv(HEADER_ENV, ODD_KEY if echoed == "header" else HEADER)
     names = ["garbage", "error-fields", "flat-error", "text-status"]
-    events, _ = await run_turns(tmp_path, kind, ODD_KEY, names)
+    events, _ = await run_turns(tmp_path, kind, names, echoed)
 
     shown = json.dumps(events)
     for form in (ODD_KEY, repr(ODD_KEY)[1:-1], json.dumps(ODD_KEY)[1:-1]):

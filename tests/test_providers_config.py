@@ -17,6 +17,7 @@ from convmgr.providers.config import (
     config_path,
     fast_config,
     load_registry,
+    parse_config,
     validated_config,
 )
 from convmgr.providers.http import OpenAICompatibleProvider
@@ -39,6 +40,39 @@ kind = "openai-responses"
 base_url = "https://api.openai.com/v1"
 default_model = "gpt-4.1-mini"
 """
+
+# What real accounts need: a query in base_url, api_key_header, extra headers
+# (with a variable), organization and project.
+ACCOUNTS = """
+[providers.azure]
+kind = "openai-chat"
+base_url = "https://my-resource.openai.azure.com/openai/deployments/gpt-4o/?api-version=2024-10-21"
+api_key_env = "AZURE_OPENAI_API_KEY"
+api_key_header = "api-key"
+default_model = "gpt-4o"
+
+[providers.openrouter]
+kind = "openai-chat"
+base_url = "https://openrouter.ai/api/v1"
+api_key_env = "OPENROUTER_API_KEY"
+default_model = "openai/gpt-4.1-mini"
+headers = { "HTTP-Referer" = "https://example.org/my-app", "X-Title" = "My app" }
+
+[providers.openai]
+kind = "openai-responses"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+organization = "org-abc123"
+project = "proj_abc123"
+default_model = "gpt-4.1-mini"
+
+[providers.gateway]
+kind = "openai-responses"
+base_url = "https://gateway.example/v1"
+default_model = "m"
+headers = { Authorization = "Bearer ${GATEWAY_TOKEN}", "X-Team" = "team-${TEAM}-prod" }
+"""
+ACCOUNTS_ENV = {"GATEWAY_TOKEN": "gt-123456789", "TEAM": " blue\n"}
 
 
 @pytest.fixture(autouse=True)
@@ -138,6 +172,9 @@ def test_an_empty_file_is_echo_only(tmp_path: Path) -> None:
     assert [p.name for p in registry.all()] == ["echo"]
 
 
+PROVIDER = '[providers.p]\nkind = "openai-chat"\ndefault_model = "m"\n'
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -194,12 +231,173 @@ def test_an_empty_file_is_echo_only(tmp_path: Path) -> None:
             '[providers.echo]\nkind = "openai-chat"\nbase_url = "http://h"\ndefault_model = "m"\n',
             "config.toml: [providers] echo: the name is taken by the built-in provider",
         ),
+        (
+            PROVIDER + 'base_url = "http://h/v1#top"\n',
+            "config.toml: [providers.p] base_url: must not have a fragment",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = ["X-A"]\n',
+            "config.toml: [providers.p] headers: must be a table",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X-A" = 1 }\n',
+            "config.toml: [providers.p.headers] X-A: input should be a valid string",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X A" = "v" }\n',
+            "config.toml: [providers.p] headers: 'X A' is not a header name "
+            "(letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "content-type" = "text/plain" }\n',
+            "config.toml: [providers.p] headers: 'content-type' is a header convmgr sets itself",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X-A" = "1", "x-a" = "2" }\n',
+            "config.toml: [providers.p] headers: 'x-a' is given twice (header names ignore case)",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\napi_key_env = "K"\napi_key_header = "api-key"\n'
+            'headers = { "API-Key" = "v" }\n',
+            "config.toml: [providers.p] headers: 'API-Key' is already sent for the key of "
+            "api_key_env (api_key_header)",
+        ),
+        (
+            PROVIDER
+            + 'base_url = "http://h"\nproject = "p1"\nheaders = { "OpenAI-Project" = "v" }\n',
+            "config.toml: [providers.p] headers: 'OpenAI-Project' is already sent for project",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X-A" = "line\\nbreak" }\n',
+            "config.toml: [providers.p] headers: the value of 'X-A' must be printable ASCII on "
+            "one line",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X-A" = "${MY VAR}" }\n',
+            "config.toml: [providers.p] headers: the value of 'X-A' has a ${...} that does not "
+            "hold the name of an environment variable",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X-A" = "${MY_VAR" }\n',
+            "config.toml: [providers.p] headers: the value of 'X-A' has a ${ without its closing }",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\napi_key_header = "Host"\n',
+            "config.toml: [providers.p] api_key_header: 'Host' is a header convmgr sets itself",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\norganization = "my org"\n',
+            "config.toml: [providers.p] organization: must be printable ASCII without spaces",
+        ),
+        (
+            PROVIDER + 'base_url = "http://h"\nheaders = { "X-Token" = "${CONVMGR_UNSET_VAR}" }\n',
+            "config.toml: [providers.p.headers] X-Token: the environment variable "
+            "CONVMGR_UNSET_VAR is not set",
+        ),
     ],
 )
 def test_errors_name_the_file_the_table_and_the_field(
     tmp_path: Path, text: str, expected: str
 ) -> None:
     assert problem(tmp_path, text) == expected
+
+
+def test_header_values_are_never_quoted(tmp_path: Path) -> None:
+    message = problem(
+        tmp_path,
+        PROVIDER + 'base_url = "http://h"\nheaders = { "X-A" = "sk-secret\\u00e9", "X-B" = 1 }\n',
+    )
+    assert "sk-secret" not in message
+
+
+def test_header_variables_are_expanded_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ACCOUNTS_ENV.items():
+        monkeypatch.setenv(name, value)
+    registry = load_registry(write(tmp_path, ACCOUNTS))
+    gateway = registry.get("gateway")
+    assert isinstance(gateway, OpenAICompatibleProvider)
+    # The variable's value stripped, the text around it kept.
+    assert gateway.settings.headers == (
+        ("Authorization", "Bearer gt-123456789"),
+        ("X-Team", "team-blue-prod"),
+    )
+    # Read once: a change afterwards is not seen.
+    monkeypatch.setenv("GATEWAY_TOKEN", "other")
+    assert gateway.settings.headers[0] == ("Authorization", "Bearer gt-123456789")
+
+
+def test_every_unset_variable_is_reported(tmp_path: Path) -> None:
+    message = problem(tmp_path, ACCOUNTS)
+    assert message == (
+        "config.toml: [providers.gateway.headers] Authorization: the environment variable "
+        "GATEWAY_TOKEN is not set; config.toml: [providers.gateway.headers] X-Team: the "
+        "environment variable TEAM is not set"
+    )
+
+
+def test_a_variable_a_header_cannot_carry_is_refused_without_being_quoted() -> None:
+    env = {**ACCOUNTS_ENV, "GATEWAY_TOKEN": "gt-1234\r\nX-Evil: 1"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config("config.toml", ACCOUNTS.encode(), env)
+    assert str(caught.value) == (
+        "config.toml: [providers.gateway.headers] Authorization: the environment variable "
+        "GATEWAY_TOKEN holds characters an HTTP header cannot carry"
+    )
+
+
+def test_the_settings_real_accounts_need(tmp_path: Path) -> None:
+    config = parse_config("config.toml", ACCOUNTS.encode(), ACCOUNTS_ENV)
+    azure = config.providers["azure"].settings
+    # The path's trailing slash dropped, the query kept.
+    assert azure.base_url == (
+        "https://my-resource.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21"
+    )
+    assert (azure.api_key_header, azure.headers) == ("api-key", ())
+    openrouter = config.providers["openrouter"].settings
+    assert openrouter.api_key_header == "Authorization"
+    assert openrouter.headers == (
+        ("HTTP-Referer", "https://example.org/my-app"),
+        ("X-Title", "My app"),
+    )
+    openai = config.providers["openai"].settings
+    assert (openai.organization, openai.project) == ("org-abc123", "proj_abc123")
+    assert (azure.organization, azure.project) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "endpoint"),
+    [
+        ("http://h/v1", "http://h/v1/chat/completions"),
+        ("http://h/v1/", "http://h/v1/chat/completions"),
+        ("http://h/d/?api-version=1", "http://h/d/chat/completions?api-version=1"),
+        ("http://h?a=1/&b=2/", "http://h/chat/completions?a=1/&b=2/"),
+        ("http://h/v1?", "http://h/v1/chat/completions"),
+    ],
+)
+def test_the_endpoint_goes_before_the_query(tmp_path: Path, base_url: str, endpoint: str) -> None:
+    path = write(tmp_path, PROVIDER + f'base_url = "{base_url}"\n')
+    provider = load_registry(path).get("p")
+    assert isinstance(provider, OpenAIChatProvider)
+    assert provider._url == endpoint
+
+
+def test_the_readme_examples_are_valid_and_take_the_fast_path() -> None:
+    import re
+    import tomllib
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    providers = readme[readme.index("## Providers") : readme.index("## Layout")]
+    blocks = re.findall(r"```toml\n(.*?)```", providers, re.S)
+    assert len(blocks) >= 6
+    env = {"GATEWAY_TOKEN": "gt-123456789"}
+    for block in blocks:
+        fast = fast_config(tomllib.loads(block))
+        assert fast is not None, block
+        assert (
+            parse_config("README.md", block.encode(), env).providers.keys() == fast.providers.keys()
+        )
 
 
 def test_every_error_is_reported(tmp_path: Path) -> None:
@@ -265,18 +463,60 @@ _GOOD: dict[str, st.SearchStrategy[Any]] = {
     "request_timeout_s": st.one_of(st.integers(1, 10_000), st.floats(0.001, 1e6)),
     "max_retries": st.integers(0, 100),
     "retry_base_delay_s": st.one_of(st.integers(0, 60), st.floats(0, 60)),
+    "api_key_header": st.sampled_from(["Authorization", "api-key", "X-Api-Key", "authorization"]),
+    "organization": st.sampled_from(["org-abc123", "o"]),
+    "project": st.sampled_from(["proj_abc", "p"]),
+    "headers": st.dictionaries(
+        st.sampled_from(
+            [
+                "X-Title",
+                "HTTP-Referer",
+                "User-Agent",
+                "api-key",
+                "Authorization",
+                "OpenAI-Organization",
+                "openai-project",
+                "X-A",
+                "x-a",
+            ]
+        ),
+        st.sampled_from(
+            ["", "My app", "https://example.org", "${TOKEN}", "Bearer ${T_1}", "a${A}b${B}"]
+        ),
+        max_size=3,
+    ),
 }
 _ODD: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from(
         ["", "other", "MY KEY", "1KEY", "ok\n", "ftp://h", "http://", "http://[::1",
-         "http://h/v1?x=1", "http://h/v1#f", "localhost:8080", "600", None]
+         "http://h/v1?x=1", "http://h/v1#f", "http://h/v1?x#", "http://h/?", "localhost:8080",
+         "600", None, "Content-Type", "X A", "o o", "é", "Host"]
     ),
     st.integers(-5, 200),
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
     st.lists(st.integers(), max_size=2),
+    # Header tables with a bad name or value.
+    st.dictionaries(
+        st.sampled_from(["X-A", "x-a", "X A", "Content-Length", "host", "", "é"]),
+        st.one_of(
+            st.sampled_from(["v", "a\nb", "\t", "é", "${", "${1X}", "${A B}", "${A}}", "$${A}"]),
+            st.integers(),
+            st.none(),
+        ),
+        max_size=3,
+    ),
 )  # fmt: skip
-_OPTIONAL = ("api_key_env", "request_timeout_s", "max_retries", "retry_base_delay_s")
+_OPTIONAL = (
+    "api_key_env",
+    "request_timeout_s",
+    "max_retries",
+    "retry_base_delay_s",
+    "api_key_header",
+    "organization",
+    "project",
+    "headers",
+)
 
 
 @st.composite
@@ -295,7 +535,7 @@ def _provider_tables(draw: st.DrawFn) -> Any:
         else:
             table[key] = draw(good)
     if draw(st.integers(0, 11)) == 0:
-        table[draw(st.sampled_from(["api_key", "max_retires", "headers"]))] = draw(_ODD)
+        table[draw(st.sampled_from(["api_key", "max_retires", "header", "org"]))] = draw(_ODD)
     return table
 
 
@@ -326,7 +566,7 @@ def test_the_fast_path_accepts_only_what_pydantic_accepts_and_reads_it_alike(
     assert validated_config("config.toml", table) == fast
 
 
-@pytest.mark.parametrize("text", [FULL, "", 'default_provider = "echo"\n'])
+@pytest.mark.parametrize("text", [FULL, ACCOUNTS, "", 'default_provider = "echo"\n'])
 def test_ordinary_files_take_the_fast_path(text: str) -> None:
     import tomllib
 
@@ -335,14 +575,18 @@ def test_ordinary_files_take_the_fast_path(text: str) -> None:
     assert fast_config(table) is not None
 
 
-def test_loading_a_valid_configuration_does_not_import_pydantic(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", [FULL, ACCOUNTS])
+def test_loading_a_valid_configuration_does_not_import_pydantic(tmp_path: Path, text: str) -> None:
     # Start-up time: the server answers `initialize` without pydantic models.
-    path = write(tmp_path, FULL)
+    path = write(tmp_path, text)
     code = (
         "import sys; from pathlib import Path;"
         "from convmgr.providers.config import load_registry;"
         f"load_registry(Path({str(path)!r}));"
         "print('pydantic' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, **ACCOUNTS_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "False"

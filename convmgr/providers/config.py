@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from convmgr.model import McpServerSettings
 from convmgr.providers.base import Provider
 from convmgr.providers.echo import EchoProvider
+from convmgr.providers.headers import (
+    AUTHORIZATION,
+    ENV_NAME,
+    check_header_name,
+    check_headers,
+    check_id,
+    expand,
+)
 from convmgr.providers.http import HttpProviderSettings
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES
@@ -31,13 +39,16 @@ CONFIG_FILE_NAME = "config.toml"
 BUILTIN_PROVIDER = "echo"
 
 KINDS = ("openai-chat", "openai-responses")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PROVIDER_KEYS = frozenset(
     {
         "kind",
         "base_url",
         "default_model",
         "api_key_env",
+        "api_key_header",
+        "organization",
+        "project",
+        "headers",
         "request_timeout_s",
         "max_retries",
         "retry_base_delay_s",
@@ -119,11 +130,16 @@ def load_config(
         raise ConfigError(file, ["no such file"]) from None
     except OSError as exc:
         raise ConfigError(file, [f"cannot read: {exc.strerror or exc}"]) from None
-    return parse_config(file, data)
+    return parse_config(file, data, env)
 
 
-def parse_config(file: Path | str, data: bytes) -> ProvidersConfig:
-    """Validate the bytes of a configuration file; ConfigError names what is wrong."""
+def parse_config(
+    file: Path | str, data: bytes, env: Mapping[str, str] | None = None
+) -> ProvidersConfig:
+    """Validate the bytes of a configuration file; ConfigError names what is wrong.
+
+    `${NAME}` in header values is expanded from `env` (os.environ when None).
+    """
     import tomllib
 
     try:
@@ -151,9 +167,27 @@ def parse_config(file: Path | str, data: bytes) -> ProvidersConfig:
             f"default_provider: unknown provider {config.default_provider!r} "
             f"(configured: {', '.join(known)})"
         )
+    config = _expanded(config, os.environ if env is None else env, problems)
     if problems:
         raise ConfigError(file, problems)
     return config
+
+
+def _expanded(
+    config: ProvidersConfig, env: Mapping[str, str], problems: list[str]
+) -> ProvidersConfig:
+    """The configuration with its header values' `${NAME}` expanded; problems for unset ones."""
+    providers = {}
+    for name, entry in config.providers.items():
+        headers = []
+        for header, value in entry.settings.headers:
+            try:
+                headers.append((header, expand(value, env)))
+            except ValueError as exc:
+                problems.append(f"[providers.{_key(name)}.headers] {_key(header)}: {exc}")
+        settings = replace(entry.settings, headers=tuple(headers))
+        providers[name] = ProviderEntry(entry.kind, settings)
+    return replace(config, providers=providers)
 
 
 def validated_config(file: Path | str, table: dict[str, Any]) -> ProvidersConfig:
@@ -174,6 +208,10 @@ def validated_config(file: Path | str, table: dict[str, Any]) -> ProvidersConfig
                 base_url=entry.base_url,
                 default_model=entry.default_model,
                 api_key_env=entry.api_key_env,
+                api_key_header=entry.api_key_header,
+                organization=entry.organization,
+                project=entry.project,
+                headers=tuple(entry.headers.items()),
                 request_timeout_s=entry.request_timeout_s,
                 max_retries=entry.max_retries,
                 retry_base_delay_s=entry.retry_base_delay_s,
@@ -228,6 +266,10 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
     base_url = entry.get("base_url")
     model = entry.get("default_model")
     env = entry.get("api_key_env")
+    key_header = entry.get("api_key_header", AUTHORIZATION)
+    organization = entry.get("organization")
+    project = entry.get("project")
+    headers = entry.get("headers", {})
     timeout = entry.get("request_timeout_s", 600.0)
     retries = entry.get("max_retries", 4)
     delay = entry.get("retry_base_delay_s", 0.5)
@@ -237,6 +279,10 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
         or not isinstance(model, str)
         or not model
         or not (env is None or (isinstance(env, str) and ENV_NAME.fullmatch(env)))
+        or not isinstance(key_header, str)
+        or not (organization is None or isinstance(organization, str))
+        or not (project is None or isinstance(project, str))
+        or not (isinstance(headers, dict) and _is_str_list([*headers, *headers.values()]))
         or not (_is_number(timeout) and timeout > 0)
         or not (type(retries) is int and 0 <= retries <= 100)
         or not (_is_number(delay) and 0 <= delay <= 60)
@@ -244,6 +290,17 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
         return None
     try:
         base_url = check_base_url(base_url)
+        check_header_name(key_header)
+        for value in (organization, project):
+            if value is not None:
+                check_id(value)
+        extra = check_headers(
+            headers,
+            api_key_env=env,
+            api_key_header=key_header,
+            organization=organization,
+            project=project,
+        )
     except ValueError:
         return None
     return HttpProviderSettings(
@@ -251,6 +308,10 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
         base_url=base_url,
         default_model=model,
         api_key_env=env,
+        api_key_header=key_header,
+        organization=organization,
+        project=project,
+        headers=extra,
         request_timeout_s=float(timeout),
         max_retries=retries,
         retry_base_delay_s=float(delay),

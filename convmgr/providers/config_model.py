@@ -7,9 +7,17 @@ does not build these schemas at start-up.
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from convmgr.model import McpServerSettings
+from convmgr.providers.headers import AUTHORIZATION, check_header_name, check_headers, check_id
 from convmgr.providers.urls import check_base_url
 
 # Strict about unknown keys: a misspelt `max_retires` must be an error, not a
@@ -28,17 +36,48 @@ class ProviderConfig(BaseModel):
     base_url: str
     default_model: Annotated[str, StringConstraints(min_length=1)]
     api_key_env: EnvName | None = None
+    # Authorization carries `Bearer KEY`; any other header the key alone (Azure's `api-key`).
+    api_key_header: str = AUTHORIZATION
+    organization: str | None = None
+    project: str | None = None
     request_timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=100)
     # Not in PROTOCOL.md's example: the first retry's backoff, for fast tests
     # and for servers on the same machine.
     retry_base_delay_s: float = Field(default=0.5, ge=0, le=60)
+    # Last: its validator reads the keys above (fields are validated in order).
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        """An http(s) URL with a host; the trailing slash dropped."""
+        """An http(s) URL with a host; the trailing slash dropped, a query kept."""
         return check_base_url(value)
+
+    @field_validator("api_key_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        """A header name convmgr may send."""
+        return check_header_name(value)
+
+    @field_validator("organization", "project")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        """An id for the OpenAI-Organization or OpenAI-Project header."""
+        return None if value is None else check_id(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """Names convmgr may send, each once; values of printable ASCII and `${NAME}`."""
+        check_headers(
+            value,
+            api_key_env=info.data.get("api_key_env"),
+            api_key_header=info.data.get("api_key_header", AUTHORIZATION),
+            organization=info.data.get("organization"),
+            project=info.data.get("project"),
+        )
+        return value
 
 
 # PROTOCOL.md section 9: MCP server names are part of the tool names the model sees.

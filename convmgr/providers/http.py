@@ -10,7 +10,7 @@ module says why not httpx-sse).
 Every string a provider sends that can reach a turn's error, a retry notice or
 a log (messages, codes, types, bodies, headers) passes through `redact`, once,
 where `OpenAICompatibleProvider.stream` hands the failure on: a provider may
-echo the API key anywhere in its answer.
+echo the API key, or the value of a configured header, anywhere in its answer.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
@@ -41,7 +41,9 @@ from convmgr.providers.base import (
     ToolCallRequest,
     TurnRequest,
 )
+from convmgr.providers.headers import AUTHORIZATION, ORGANIZATION_HEADER, PROJECT_HEADER
 from convmgr.providers.sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
+from convmgr.providers.urls import endpoint_url, shown_url
 
 if TYPE_CHECKING:
     import httpx
@@ -66,6 +68,10 @@ _READ_SLICE = 64 * 1024
 _SHOWN_CHARS = 1000
 _CODE_CHARS = 100
 _KEPT_CHARS = 64 * 1024
+# Configured header values this long are blanked out of provider text like the
+# key. A shorter one is no secret worth the name, and blanking it would garble
+# messages (a value "1" would take every digit 1 with it).
+_SECRET_MIN_CHARS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +79,18 @@ class HttpProviderSettings:
     """A configured OpenAI-compatible provider (one `[providers.NAME]` table)."""
 
     name: str
+    # May end with a query (Azure's `?api-version=`), sent with every request.
     base_url: str
     default_model: str
     api_key_env: str | None = None
+    # `Authorization` carries `Bearer KEY`; any other header carries the key alone.
+    api_key_header: str = AUTHORIZATION
+    # Sent as OpenAI-Organization and OpenAI-Project.
+    organization: str | None = None
+    project: str | None = None
+    # Sent with every request, after the defaults (so User-Agent can be replaced).
+    # Values are secrets: expanded from `${NAME}` at start-up, never shown.
+    headers: tuple[tuple[str, str], ...] = ()
     request_timeout_s: float = 600.0
     max_retries: int = 4
     # Backoff before retry n (1-based) is about base * 2**(n-1), capped at
@@ -243,7 +258,13 @@ class OpenAICompatibleProvider:
 
     def __init__(self, settings: HttpProviderSettings) -> None:
         self.settings = settings
-        self._url = settings.base_url.rstrip("/") + self.path
+        self._url = endpoint_url(settings.base_url, self.path)
+        self._shown_url = shown_url(self._url)
+        self._headers = _request_headers(settings)
+        self._bearer = settings.api_key_header.lower() == AUTHORIZATION.lower()
+        self._secrets = tuple(
+            value for _, value in settings.headers if len(value) >= _SECRET_MIN_CHARS
+        )
         self._client: httpx.AsyncClient | None = None
         self._client_lock: anyio.Lock | None = None
 
@@ -275,21 +296,19 @@ class OpenAICompatibleProvider:
         """Stream one reply, retrying failed attempts from the start; ProviderError at the end."""
         # Read at turn time so that a key exported (or rotated) after start-up is used.
         key = self._api_key()
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            "Cache-Control": "no-store",
-            "User-Agent": f"convmgr/{__version__}",
-        }
+        headers = self._headers
+        secrets = self._secrets
         if key:
-            headers["Authorization"] = f"Bearer {key}"
+            value = f"Bearer {key}" if self._bearer else key
+            headers = {**headers, self.settings.api_key_header: value}
+            secrets = (key, *secrets)
         content = json.dumps(self.build_body(request), ensure_ascii=False).encode()
         client = self._client or await self._make_client()
         max_retries = self.settings.max_retries
         attempt = 0
         while True:
             try:
-                async with aclosing(self._attempt(client, headers, content, key)) as batches:
+                async with aclosing(self._attempt(client, headers, content)) as batches:
                     async for batch in batches:
                         for event in batch:
                             yield event
@@ -297,10 +316,12 @@ class OpenAICompatibleProvider:
             except RetryableError as exc:
                 failure = exc
             except ProviderError as exc:
-                raise ProviderError(redact(exc.message, key), _redact_code(exc.code, key)) from None
+                raise ProviderError(
+                    redact(exc.message, secrets), _redact_code(exc.code, secrets)
+                ) from None
             attempt += 1
-            message = redact(failure.message, key)
-            code = _redact_code(failure.code, key)
+            message = redact(failure.message, secrets)
+            code = _redact_code(failure.code, secrets)
             if attempt > max_retries:
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                 raise ProviderError(f"{message} (gave up after {tries})", code) from None
@@ -322,7 +343,7 @@ class OpenAICompatibleProvider:
             await anyio.sleep(delay)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, headers: dict[str, str], content: bytes, key: str | None
+        self, client: httpx.AsyncClient, headers: dict[str, str], content: bytes
     ) -> AsyncGenerator[list[ProviderEvent], None]:
         """One request: its events a network read at a time; RetryableError or ProviderError.
 
@@ -392,7 +413,7 @@ class OpenAICompatibleProvider:
             # Anything else httpx raises (a bad URL, a proxy refusing) will fail
             # again: end the turn.
             raise ProviderError(
-                f"the request to {self._url} failed: {type(exc).__name__}: {exc}",
+                f"the request to {self._shown_url} failed: {type(exc).__name__}: {exc}",
                 code="request_error",
             ) from None
         if not parser.complete:
@@ -468,10 +489,10 @@ class OpenAICompatibleProvider:
 
         seconds = self.settings.request_timeout_s
         if isinstance(exc, httpx.ConnectTimeout):
-            return f"could not connect to {self._url} in time"
+            return f"could not connect to {self._shown_url} in time"
         if isinstance(exc, httpx.ReadTimeout):
             return f"the provider sent nothing for {seconds:g} s"
-        return f"the request to {self._url} timed out ({type(exc).__name__})"
+        return f"the request to {self._shown_url} timed out ({type(exc).__name__})"
 
     def _network_message(self, exc: Exception) -> str:
         """A network failure, in words."""
@@ -479,8 +500,29 @@ class OpenAICompatibleProvider:
 
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError):
-            return f"could not connect to {self._url}: {detail}"
+            return f"could not connect to {self._shown_url}: {detail}"
         return f"the connection to the provider broke: {detail}"
+
+
+def _request_headers(settings: HttpProviderSettings) -> dict[str, str]:
+    """The headers of every request but the key's."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "Cache-Control": "no-store",
+        "User-Agent": f"convmgr/{__version__}",
+    }
+    if settings.organization is not None:
+        headers[ORGANIZATION_HEADER] = settings.organization
+    if settings.project is not None:
+        headers[PROJECT_HEADER] = settings.project
+    for name, value in settings.headers:
+        # A configured header replaces a default of the same name in any case:
+        # two spellings in the dict would go out as two headers.
+        for default in [d for d in headers if d.lower() == name.lower()]:
+            del headers[default]
+        headers[name] = value
+    return headers
 
 
 async def _sliced(reads: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
@@ -571,21 +613,24 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def redact(text: str, key: str | None, limit: int = _SHOWN_CHARS) -> str:
-    """Provider text safe to show: the API key blanked out, then the text cut to `limit`."""
-    if key:
+def redact(text: str, secrets: Iterable[str], limit: int = _SHOWN_CHARS) -> str:
+    """Provider text safe to show: the key and header values blanked out, then cut to `limit`."""
+    forms: set[str] = set()
+    for secret in secrets:
         # Also as repr() (errors quote stream data with it) or JSON would
         # escape it: a backslash doubled, a quote behind one.
-        escaped = key.replace("\\", "\\\\")
-        forms = {key, escaped, escaped.replace("'", "\\'"), escaped.replace('"', '\\"')}
-        for form in sorted(forms, key=len, reverse=True):
+        escaped = secret.replace("\\", "\\\\")
+        forms |= {secret, escaped, escaped.replace("'", "\\'"), escaped.replace('"', '\\"')}
+    # Longest first: a secret that holds another is blanked whole.
+    for form in sorted(forms, key=len, reverse=True):
+        if form:
             text = text.replace(form, "***")
     return _clip(text, limit)
 
 
-def _redact_code(code: str | None, key: str | None) -> str | None:
+def _redact_code(code: str | None, secrets: Iterable[str]) -> str | None:
     """An error code (which may come from the provider) made safe to show."""
-    return None if code is None else redact(code, key, _CODE_CHARS)
+    return None if code is None else redact(code, secrets, _CODE_CHARS)
 
 
 def _kept(text: str) -> str:
