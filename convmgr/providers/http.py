@@ -33,6 +33,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from convmgr import __version__
+from convmgr.logs import fields
 from convmgr.model import Item
 from convmgr.providers.base import (
     ProviderError,
@@ -285,6 +286,7 @@ class OpenAICompatibleProvider:
             headers["Authorization"] = f"Bearer {key}"
         content = json.dumps(self.build_body(request), ensure_ascii=False).encode()
         client = self._client or await self._make_client()
+        log.debug("provider %s: POST %s (%d bytes)", self.name, self._url, len(content))
         max_retries = self.settings.max_retries
         attempt = 0
         while True:
@@ -317,6 +319,7 @@ class OpenAICompatibleProvider:
                 attempt,
                 max_retries,
                 retry_in_ms,
+                extra=fields(provider=self.name, attempt=attempt, reason=code),
             )
             yield Retrying(message=message, attempt=attempt, retry_in_ms=retry_in_ms)
             await anyio.sleep(delay)
