@@ -15,10 +15,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
 
+from convmgr import logs
 from convmgr.core.manager import ConversationManager
 from convmgr.core.tools import DEFAULT_MAX_TOOL_ROUNDS, Toolbox, ToolLimits
 from convmgr.dialects.convmgr.client import ConnectionClient
@@ -29,12 +31,15 @@ from convmgr.jsonrpc.connection import Connection
 from convmgr.jsonrpc.framing import Framing
 from convmgr.jsonrpc.stdio import StdioStream
 from convmgr.jsonrpc.transport import ByteStream
+from convmgr.logs import fields
 from convmgr.model import McpServerSettings
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
 from convmgr.tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
 
 
 class StartupError(Exception):
@@ -103,18 +108,63 @@ class Configuration:
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
 
 
-def load_configuration(args: argparse.Namespace) -> Configuration:
+def load_configuration(
+    config_file: Path | None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Configuration:
     """The configuration file's providers and tools (echo only when there is none)."""
-    from convmgr.providers.config import ConfigError, load_config, registry_from_config
+    from convmgr.providers.config import (
+        ConfigError,
+        config_path,
+        load_config,
+        registry_from_config,
+    )
 
+    path, _ = config_path(config_file)
     try:
-        config = load_config(args.config)
+        config = load_config(config_file)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     if config is None:
+        log.info("no configuration file: the echo provider only", extra=fields(config=str(path)))
         return Configuration(ProviderRegistry.echo_only())
-    providers = registry_from_config(config, max_event_bytes=args.max_message_bytes)
+    logs.watch_secret_envs(
+        entry.settings.api_key_env
+        for entry in config.providers.values()
+        if entry.settings.api_key_env
+    )
+    log.info(
+        "configuration read",
+        extra=fields(
+            config=str(path),
+            providers=["echo", *config.providers],
+            default_provider=config.default_provider,
+            mcp_servers=list(config.mcp_servers),
+        ),
+    )
+    providers = registry_from_config(config, max_event_bytes=max_message_bytes)
     return Configuration(providers, dict(config.mcp_servers), config.max_tool_rounds)
+
+
+async def open_configured_store(args: argparse.Namespace) -> ConversationStore:
+    """The store the flags ask for, open; StartupError (one line) when it cannot be used."""
+    store = open_store(args)
+    try:
+        await store.open()
+    except Exception as exc:
+        from convmgr.store.sqlite import StoreOpenError
+
+        if isinstance(exc, StoreOpenError):
+            raise StartupError(str(exc)) from None
+        raise
+    if args.no_store:
+        log.info("no store (--no-store): conversations are kept in memory only")
+    else:
+        from convmgr.store.paths import default_store_path
+        from convmgr.store.sqlite_schema import SCHEMA_VERSION
+
+        path = args.store or default_store_path()
+        log.info("store open", extra=fields(store=str(path), schema_version=SCHEMA_VERSION))
+    return store
 
 
 class Session:
@@ -178,6 +228,7 @@ class Session:
     async def finish(self) -> None:
         """End the session for `stop_reason`: drain on EOF, abort otherwise, then flush."""
         conn = self.conn
+        log.info("session ending", extra=fields(reason=self.stop_reason))
         self._reader_scope.cancel()
         if self.stop_reason == "eof":
             with anyio.move_on_after(self.options.drain_timeout) as scope:
@@ -246,17 +297,9 @@ async def serve(
 
 async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
     """The whole life of a stdio session."""
-    configuration = load_configuration(args)
+    configuration = load_configuration(args.config, args.max_message_bytes)
     providers = configuration.providers
-    store = open_store(args)
-    try:
-        await store.open()
-    except Exception as exc:
-        from convmgr.store.sqlite import StoreOpenError
-
-        if isinstance(exc, StoreOpenError):
-            raise StartupError(str(exc)) from None
-        raise
+    store = await open_configured_store(args)
     # The servers start on first need; leaving the hub ends them (within a second).
     hub = McpHub(configuration.mcp_servers) if configuration.mcp_servers else None
     limits = ToolLimits(args.tool_timeout, configuration.max_tool_rounds)

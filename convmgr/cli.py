@@ -1,4 +1,4 @@
-"""The `convmgr` command line: serve (default), schema, export, import, --version."""
+"""The `convmgr` command line: serve (default), exec, doctor, schema, export, import."""
 
 import argparse
 import gc
@@ -45,6 +45,33 @@ def _add_store_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="stderr log level (default: warning)",
+    )
+    parser.add_argument("--log-file", type=Path, metavar="PATH", help="log here, not stderr")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object a line (default: text)",
+    )
+    parser.add_argument(
+        "--log-content",
+        action="store_true",
+        help="debug lines may show prompts, replies and tool arguments (default: sizes only)",
+    )
+    parser.add_argument(
+        "--log-libraries",
+        action="store_true",
+        help="also the libraries' own lines below warning (httpx, httpcore, pylsp_jsonrpc, "
+        "mcp, asyncio); they quote whole messages, so this needs --log-content",
+    )
+
+
 _EPILOG = """\
 environment:
   CONVMGR_CONFIG   provider configuration file, when --config is not given
@@ -56,9 +83,12 @@ files:
   conversations.sqlite3  in $CONVMGR_HOME, else the user data directory
 
 exit status:
-  0  a clean end: end of input, the exit notification, SIGTERM or SIGINT
-  1  export/import could not do what was asked
+  0  a clean end: end of input, the exit notification, SIGTERM or SIGINT;
+     exec: the turn completed; doctor: all is fine
+  1  export/import could not do what was asked; exec: the turn failed or was
+     aborted; doctor: a --check failed
   2  bad flags, or a store, configuration or log file that cannot be used
+  130  exec: interrupted by SIGINT (Ctrl-C)
 
 examples:
   printf '%s\\n' \\
@@ -66,7 +96,10 @@ examples:
     '{"id":2,"method":"sendUserTurn","params":{"conversationId":"d",'\\
 '"input":[{"type":"text","text":"hi"}]}}' \\
     | convmgr --no-store
-  convmgr --config ~/.config/convmgr/openai.toml --log-level info
+  convmgr --config ~/.config/convmgr/openai.toml --log-level info --log-format json
+  convmgr exec --provider openai "Summarise README.md in one line"
+  git diff | convmgr exec --resume ID --json -
+  convmgr doctor --check
 """
 
 
@@ -123,13 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="N",
             help="most conversations loaded at once (default: no limit)",
         )
-        target.add_argument(
-            "--log-level",
-            default="warning",
-            choices=("debug", "info", "warning", "error"),
-            help="stderr log level (default: warning)",
-        )
-        target.add_argument("--log-file", type=Path, metavar="PATH", help="log here, not stderr")
+        _add_log_flags(target)
 
     schema = commands.add_parser("schema", help="write the protocol's JSON Schemas")
     schema.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -141,7 +168,93 @@ def build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="load a conversation from JSON lines")
     imp.add_argument("file", type=Path, metavar="FILE", help="a file, or - for stdin")
     _add_store_flags(imp)
+
+    _add_exec_parser(commands)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="show the configuration, store and providers in effect; --check asks the providers",
+        description="Show the configuration file, the store, the providers and MCP servers "
+        "in effect, and whether each provider's key variable is set (never its value).",
+        epilog=_DOCTOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.add_argument("--config", type=Path, metavar="PATH", help="provider configuration (TOML)")
+    _add_store_flags(doctor)
+    doctor.add_argument(
+        "--check",
+        action="store_true",
+        help="ask each HTTP provider for GET {base_url}/models (5 s timeout)",
+    )
     return parser
+
+
+_EXEC_EPILOG = """\
+The reply streams to stdout as plain text (with --json: one JSON object a line,
+the params of each conversation/event notification). The conversation's id goes
+to stderr as `conversation: ID`; `--resume ID` continues it later. Tools the
+client would run cannot be answered here: calls to them fail, and MCP servers
+with approval = "ask" are denied.
+
+exit status:
+  0    the turn completed (turnComplete)
+  1    the turn failed or was aborted (the error on stderr), or the store failed
+  2    bad usage: flags, no prompt, an unknown provider or --resume id, a
+       configuration or store that cannot be used
+  130  interrupted by SIGINT (Ctrl-C)
+
+examples:
+  convmgr exec "Say hello"
+  echo "Say hello" | convmgr exec --no-store
+  convmgr exec --resume ID "And now in French"
+  convmgr exec --json --provider openai --model gpt-4.1-mini "Hi" | jq .event.type
+"""
+
+_DOCTOR_EPILOG = """\
+exit status:
+  0  all is fine
+  1  a --check failed (no answer, or an answer that is not 2xx)
+  2  bad flags, or a configuration or store that cannot be used
+
+examples:
+  convmgr doctor
+  convmgr doctor --config ~/.config/convmgr/openai.toml --check
+"""
+
+
+def _add_exec_parser(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    """`convmgr exec`: one turn from the command line."""
+    exe = commands.add_parser(
+        "exec",
+        help="run one turn and stream the reply to stdout",
+        description="Run one turn on a new or stored conversation, without a JSON-RPC client.",
+        epilog=_EXEC_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    exe.add_argument(
+        "prompt",
+        nargs="?",
+        metavar="PROMPT",
+        help="the user message; - or none: read it from stdin (when stdin is not a terminal)",
+    )
+    exe.add_argument("--provider", metavar="NAME", help="the provider (default: the default one)")
+    exe.add_argument("--model", metavar="MODEL", help="the model (default: the provider's)")
+    which = exe.add_mutually_exclusive_group()
+    which.add_argument(
+        "--conversation", metavar="ID", help="the id of the new conversation (default: a UUID)"
+    )
+    which.add_argument("--resume", metavar="ID", help="continue this stored conversation")
+    exe.add_argument(
+        "--json", action="store_true", help="print every event as a JSON line, not the text"
+    )
+    exe.add_argument("--config", type=Path, metavar="PATH", help="provider configuration (TOML)")
+    _add_store_flags(exe)
+    exe.add_argument(
+        "--no-store",
+        action="store_true",
+        help="keep the conversation in memory only (it cannot be resumed)",
+    )
+    _add_log_flags(exe)
 
 
 def _open_log_file(path: Path) -> TextIO:
@@ -166,16 +279,23 @@ def _same_file(fd: int, other: int) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _setup_logging(level: str, log_file: Path | None) -> None:
-    handler: logging.Handler
-    if log_file is not None:
-        handler = logging.StreamHandler(_open_log_file(log_file))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("convmgr %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+def _setup_logging(args: argparse.Namespace) -> None:
+    """The log the flags ask for; exit 2 with one line for flags that do not go together."""
+    if args.log_libraries and not args.log_content:
+        sys.stderr.write(
+            "convmgr: --log-libraries shows the libraries' own lines, which quote whole "
+            "messages: it needs --log-content too\n"
+        )
+        raise SystemExit(2)
+    from convmgr import logs
+
+    logs.configure(
+        args.log_level,
+        stream=_open_log_file(args.log_file) if args.log_file is not None else sys.stderr,
+        log_format=args.log_format,
+        log_content=args.log_content,
+        libraries=args.log_libraries,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     if command == "serve":
-        _setup_logging(args.log_level, args.log_file)
+        _setup_logging(args)
         # Start-up allocates many long-lived objects: collecting during the
         # imports only costs time, and freezing them keeps later collections short.
         gc.disable()
@@ -192,7 +312,18 @@ def main(argv: list[str] | None = None) -> int:
         gc.freeze()
         gc.enable()
         return serve_stdio(args)
-    _setup_logging("warning", None)
+    if command == "exec":
+        _setup_logging(args)
+        from convmgr.exec_cli import exec_command
+
+        return exec_command(args)
+    from convmgr import logs
+
+    logs.configure("warning")
+    if command == "doctor":
+        from convmgr.doctor import doctor_command
+
+        return doctor_command(args.config, args.store, check=args.check)
     if command == "schema":
         from convmgr.dialects.convmgr.schema import write_schemas
 

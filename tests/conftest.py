@@ -54,3 +54,31 @@ def spawn(tmp_path):
     yield start
     for client in clients:
         client.kill()
+
+
+@pytest.fixture
+def fake_openai_url():
+    """The base URL of `python tests/fake_openai.py` in a process of its own (killed at teardown).
+
+    It follows fake_openai.scenario_handler: the model name is the script
+    (`status:500`, `silent`, anything else echoes the input).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fake_openai.py"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"the fake server did not start: {url!r}"
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -17,6 +17,7 @@ for pauses of 0 to 10 ms; `status:503`; `silent`; `tool:...` (below); anything
 else echoes the last user message. So a server in another process can be driven
 too: `python tests/fake_openai.py` prints its base URL and serves until killed,
 and `GET /_stats` tells how long the last `deltas` stream took to send.
+`GET /v1/models` lists one model, `ok` (what `convmgr doctor --check` asks).
 
 Tool scenarios, in either API's format (`/chat/completions` or `/responses`):
 
@@ -207,6 +208,9 @@ class FakeOpenAI:
                     continue
                 if request.method == "GET" and request.path == "/_requests":
                     await reply.json_response(200, {"requests": self.request_bodies()})
+                    continue
+                if request.method == "GET" and request.path == "/v1/models":
+                    await reply.json_response(200, {"object": "list", "data": [{"id": "ok"}]})
                     continue
                 await (self.handler or self.scenario_handler)(request, reply)
                 if reply.dropped:

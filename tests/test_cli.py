@@ -1,5 +1,6 @@
 """What the README and `--help` say of the command line holds."""
 
+import argparse
 import os
 import pty
 import queue
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from client import DEFAULT_TIMEOUT, server_env
+
+from convmgr.cli import build_parser
 
 
 def run(tmp_path: Path, *args: Any, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -106,3 +109,36 @@ def test_on_a_terminal_it_says_how_to_use_it_and_keeps_serving(tmp_path: Path) -
         proc.kill()
         proc.wait()
         os.close(master)
+
+
+def test_help_names_exec_doctor_and_the_log_flags(tmp_path: Path) -> None:
+    text = run(tmp_path, "--help").stdout.decode()
+    for word in ("exec", "doctor", "--log-format", "--log-content", "--log-libraries", "130"):
+        assert word in text, word
+    for command in ("exec", "doctor"):
+        done = run(tmp_path, command, "--help")
+        assert done.returncode == 0
+        sub = done.stdout.decode()
+        assert "exit status:" in sub and "examples:" in sub
+        assert sub.count(f"convmgr {command}") >= 2
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--version")
+    }
+
+
+def test_the_readme_documents_every_flag_of_serve_exec_and_doctor() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Command line") : readme.index("## Providers")]
+    parser = build_parser()
+    commands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    for name in ("serve", "exec", "doctor"):
+        for flag in _flags(commands.choices[name]):
+            assert f"`{flag}" in section or f"{flag} " in section, (name, flag)

@@ -13,6 +13,7 @@ from convmgr.core.conversation import Conversation, Turn
 from convmgr.core.events import AbortReason, EventSink, ShutdownComplete
 from convmgr.core.tools import Toolbox
 from convmgr.core.turn import TurnRun
+from convmgr.logs import fields
 from convmgr.model import (
     ConversationBusy,
     ConversationExists,
@@ -188,6 +189,15 @@ class ConversationManager:
                 self._loaded[conversation_id] = Conversation(record, self._sink, self.store)
         finally:
             self._reserved.discard(conversation_id)
+        log.info(
+            "conversation resumed",
+            extra=fields(
+                conversation_id=conversation_id,
+                provider=record.provider,
+                model=record.model,
+                history_length=record.history_length,
+            ),
+        )
         return record
 
     def _check_mcp_servers(self, settings: ConversationSettings) -> None:
@@ -262,6 +272,16 @@ class ConversationManager:
                 self._loaded[conversation_id] = conv
             finally:
                 self._reserved.discard(conversation_id)
+        log.info(
+            "conversation forked" if forked_from is not None else "conversation created",
+            extra=fields(
+                conversation_id=conversation_id,
+                forked_from=forked_from,
+                provider=record.provider,
+                model=record.model,
+                ephemeral=record.ephemeral or None,
+            ),
+        )
         return conv.record
 
     # --- removal ----------------------------------------------------------------
@@ -270,7 +290,15 @@ class ConversationManager:
         """End a loaded conversation (abort its turn, then shutdownComplete) and free it."""
         conv = self._loaded.get(conversation_id)
         if conv is None:
-            return await self.store.delete(conversation_id) if delete_history else False
+            if not delete_history:
+                return False
+            deleted = await self.store.delete(conversation_id)
+            if deleted:
+                log.info(
+                    "conversation deleted from the store",
+                    extra=fields(conversation_id=conversation_id),
+                )
+            return deleted
         if conv.turn is not None:
             # Cancellable: a request cancelled here leaves the conversation loaded.
             conv.turn.abort("removed")
@@ -283,6 +311,15 @@ class ConversationManager:
                 await self.store.release(conversation_id)
                 if delete_history:
                     await self.store.delete(conversation_id)
+        log.info(
+            "conversation removed",
+            extra=fields(
+                conversation_id=conversation_id,
+                provider=conv.record.provider,
+                model=conv.record.model,
+                history_deleted=delete_history,
+            ),
+        )
         return True
 
     async def _close(self, conv: Conversation, reason: AbortReason) -> None:

@@ -5,8 +5,10 @@ until a reply without calls (or max_tool_rounds model calls).
 """
 
 import logging
+import time
 from contextlib import aclosing
 from dataclasses import replace
+from typing import Any
 
 import anyio
 
@@ -29,6 +31,7 @@ from convmgr.core.events import (
     TurnStarted,
 )
 from convmgr.core.tools import ABORTED, Toolbox, TurnTools, parse_arguments
+from convmgr.logs import content, fields
 from convmgr.model import (
     CommitOutcomeUnknown,
     Item,
@@ -89,10 +92,28 @@ class TurnRun:
         self.failure: TurnFailed | None = None
         # Why the current model call ended: stop, length or refusal.
         self.finish_reason = "stop"
+        # For the log: when the turn started, and how many calls the model asked for.
+        self.started = time.monotonic()
+        self.tool_calls = 0
 
     async def run(self) -> None:
         """The turn's task: turnStarted, the reply's events, then exactly one terminal event."""
         conv, turn = self.conv, self.turn
+        self.started = time.monotonic()
+        log.info(
+            "turn started",
+            extra=fields(
+                conversation_id=conv.conversation_id,
+                turn_id=turn.turn_id,
+                provider=self.provider.name,
+                model=self.request.model,
+            ),
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "turn input",
+                extra=fields(turn_id=turn.turn_id, text=content(self.request.input_text)),
+            )
         conv.emit(turn.turn_id, TurnStarted())
         with turn.scope:
             try:
@@ -203,6 +224,8 @@ class TurnRun:
         self.usage_before = self.usage
         conv, turn_id = self.conv, self.turn.turn_id
         self.calls, self.outcomes = calls, [None] * len(calls)
+        self.tool_calls += len(calls)
+        debug = log.isEnabledFor(logging.DEBUG)
         requests = []
         for call in calls:
             arguments, shown = parse_arguments(call.arguments)
@@ -220,6 +243,17 @@ class TurnRun:
                 ),
             )
             requests.append((arguments, entry, mcp))
+            if debug:
+                log.debug(
+                    "tool call",
+                    extra=fields(
+                        turn_id=turn_id,
+                        call_id=call.call_id,
+                        name=call.name,
+                        source="mcp" if mcp is not None else "client",
+                        arguments=content(call.arguments),
+                    ),
+                )
 
         async def one(index: int) -> None:
             call = calls[index]
@@ -240,6 +274,17 @@ class TurnRun:
                 )
                 outcome = await tools.run(request, entry)
             self.outcomes[index] = outcome
+            if debug:
+                log.debug(
+                    "tool result",
+                    extra=fields(
+                        turn_id=turn_id,
+                        call_id=call.call_id,
+                        is_error=outcome.is_error,
+                        denied=outcome.denied or None,
+                        output=content(outcome.text),
+                    ),
+                )
             conv.emit(
                 turn_id, ToolResult(call.call_id, outcome.text, outcome.is_error, outcome.denied)
             )
@@ -340,6 +385,35 @@ class TurnRun:
             conv.emit(turn.turn_id, event)
         conv.turn = None
         turn.done.set()
+        self._log_end(finals[-1])
+
+    def _log_end(self, terminal: Event) -> None:
+        """The turn's end in the log: outcome, duration, calls (and the reply at debug)."""
+        outcome, detail = "complete", dict[str, Any]()
+        if isinstance(terminal, TurnAborted):
+            outcome, detail = "aborted", {"reason": terminal.reason}
+        elif isinstance(terminal, TurnFailed):
+            outcome, detail = "failed", {"error": terminal.message, "code": terminal.code}
+        elif isinstance(terminal, TurnComplete):
+            detail = {"finish_reason": terminal.finish_reason}
+        usage = self.usage
+        log.info(
+            "turn ended",
+            extra=fields(
+                conversation_id=self.conv.conversation_id,
+                turn_id=self.turn.turn_id,
+                outcome=outcome,
+                duration_ms=round((time.monotonic() - self.started) * 1000),
+                tool_calls=self.tool_calls,
+                **detail,
+                total_tokens=usage.total_tokens if usage is not None else None,
+            ),
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "turn reply",
+                extra=fields(turn_id=self.turn.turn_id, text=content("".join(self.text))),
+            )
 
     async def _landed(self, length_before: int) -> bool | None:
         """Whether a commit whose outcome is unknown landed: read back until the store answers.

@@ -25,7 +25,7 @@ from convmgr.jsonrpc.codes import ErrorCode
 from convmgr.jsonrpc.endpoint import ServerRequests
 from convmgr.jsonrpc.errors import RpcError
 from convmgr.jsonrpc.framing import AutoDecoder, BadFrame, Framing, Oversize
-from convmgr.jsonrpc.messages import Invalid, RequestId, classify, valid_id
+from convmgr.jsonrpc.messages import Invalid, RequestId, classify, trace, valid_id, wire_log
 from convmgr.jsonrpc.outbound import Outbound
 from convmgr.jsonrpc.sequencer import KeyedSequencer, Ticket
 from convmgr.jsonrpc.transport import ByteStream
@@ -99,7 +99,7 @@ class Connection:
         self._batch_of: dict[RequestId, _Batch] = {}
         self._task_group: TaskGroup | None = None
         # Checked once: a log call per message costs even when it logs nothing.
-        self._trace = log.isEnabledFor(logging.DEBUG)
+        self._trace = wire_log.isEnabledFor(logging.DEBUG)
 
     # --- wiring -------------------------------------------------------------
 
@@ -195,6 +195,8 @@ class Connection:
         except ValueError as exc:
             self._send_error(None, ErrorCode.PARSE_ERROR, f"parse error: {exc}")
             return
+        if self._trace:
+            trace("<-", value, len(frame))
         if isinstance(value, list):
             self._on_batch(value)
         else:
@@ -220,8 +222,6 @@ class Connection:
             return
         message = checked.message
         kind = checked.kind
-        if self._trace:
-            log.debug("<- %s", message)
         if kind == "request":
             self._on_request(message["id"], message["method"], message.get("params"), batch)
         elif kind == "notification":

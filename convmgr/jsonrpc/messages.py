@@ -4,9 +4,16 @@ Every message is checked here before anything acts on it; the connection
 routes what is valid (and endpoint.py's Endpoint sees only valid responses).
 """
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from convmgr.logs import content_enabled, fields
+
+# The messages read and written, at debug: what they are and their size (whole
+# only with --log-content).
+wire_log = logging.getLogger("convmgr.jsonrpc.wire")
 
 RequestId = int | str | None
 
@@ -111,3 +118,30 @@ def non_finite_path(value: Any, path: Path = ()) -> Path | None:
 
 
 _CONTAINERS = (float, dict, list)
+
+
+def describe(value: Any) -> str:
+    """A message as the debug log names it: its kind, method and id, never its params."""
+    if isinstance(value, list):
+        return f"batch of {len(value)}"
+    if not isinstance(value, dict):
+        return "not an object"
+    method = value.get("method")
+    ident = f" id={value['id']!r:.80}" if "id" in value else ""
+    if isinstance(method, str):
+        kind = "request" if "id" in value else "notification"
+        return f"{kind} {method:.100}{ident}"
+    if isinstance(value.get("error"), dict):
+        return f"error response{ident} code={value['error'].get('code')!r:.20}"
+    return f"response{ident}"
+
+
+def trace(direction: str, value: Any, size: int) -> None:
+    """One message read (<-) or written (->) in the debug log."""
+    wire_log.debug(
+        "%s %s (%d bytes)",
+        direction,
+        describe(value),
+        size,
+        extra=fields(message=value) if content_enabled() else None,
+    )

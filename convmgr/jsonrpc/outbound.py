@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from convmgr.jsonrpc.codes import ErrorCode
 from convmgr.jsonrpc.framing import Framing, encode_frame
+from convmgr.jsonrpc.messages import trace, wire_log
 from convmgr.jsonrpc.transport import ByteStream
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Outbound:
         self._drained = anyio.Event()
         self.closed = False  # the client stopped reading: output is discarded
         self.gone = anyio.Event()  # set when `closed` becomes true
+        # Checked once: a log call per message costs even when it logs nothing.
+        self._trace = wire_log.isEnabledFor(logging.DEBUG)
 
     def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
         """Queue one message (or a batch's array); it is written in the order queued."""
@@ -63,6 +66,8 @@ class Outbound:
             elif type(message) is list:
                 body = self._fit_batch(message)
         frame = encode_frame(body, self.framing)
+        if self._trace:
+            trace("->", message, len(body))
         chunks = self._chunks
         if not chunks:
             # The writer waits only on an empty queue: the first frame wakes it,

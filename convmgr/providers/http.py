@@ -33,6 +33,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from convmgr import __version__
+from convmgr.logs import fields
 from convmgr.model import Item
 from convmgr.providers.base import (
     ProviderError,
@@ -304,6 +305,7 @@ class OpenAICompatibleProvider:
             secrets = (key, *secrets)
         content = json.dumps(self.build_body(request), ensure_ascii=False).encode()
         client = self._client or await self._make_client()
+        log.debug("provider %s: POST %s (%d bytes)", self.name, self._url, len(content))
         max_retries = self.settings.max_retries
         attempt = 0
         while True:
@@ -338,6 +340,7 @@ class OpenAICompatibleProvider:
                 attempt,
                 max_retries,
                 retry_in_ms,
+                extra=fields(provider=self.name, attempt=attempt, reason=code),
             )
             yield Retrying(message=message, attempt=attempt, retry_in_ms=retry_in_ms)
             await anyio.sleep(delay)
@@ -502,6 +505,19 @@ class OpenAICompatibleProvider:
         if isinstance(exc, httpx.ConnectError):
             return f"could not connect to {self._shown_url}: {detail}"
         return f"the connection to the provider broke: {detail}"
+
+
+def provider_headers(
+    settings: HttpProviderSettings, key: str | None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Every header a request to the provider carries, key included, and the values never shown."""
+    headers = _request_headers(settings)
+    secrets = tuple(value for _, value in settings.headers if len(value) >= _SECRET_MIN_CHARS)
+    if key:
+        bearer = settings.api_key_header.lower() == AUTHORIZATION.lower()
+        headers[settings.api_key_header] = f"Bearer {key}" if bearer else key
+        secrets = (key, *secrets)
+    return headers, secrets
 
 
 def _request_headers(settings: HttpProviderSettings) -> dict[str, str]:

@@ -38,6 +38,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 import convmgr
+from convmgr.logs import fields
 from convmgr.model import McpServerSettings, ToolOutcome
 from convmgr.tools.results import MalformedResult, outcome_of_result
 
@@ -164,6 +165,18 @@ class Connection:
                         await self._stderr_done.wait()
                 self.failure = failure
                 group.cancel_scope.cancel()
+            if failure:
+                logger.warning(
+                    "MCP server failed: %s",
+                    failure,
+                    extra=fields(
+                        server=self.settings.name,
+                        attempt=self.attempt,
+                        stderr=self.stderr_tail or None,
+                    ),
+                )
+            else:
+                logger.debug("MCP server stopped", extra=fields(server=self.settings.name))
         except Exception:  # a bug here must not take the hub's other servers down
             logger.exception("MCP server %s: the connection failed", self.settings.name)
             self.failure = self.failure or "convmgr's MCP client failed (see its log)"
@@ -201,6 +214,15 @@ class Connection:
                         self.session = session
                         step = "running"
                         self.ready.set()
+                        logger.info(
+                            "MCP server started",
+                            extra=fields(
+                                server=settings.name,
+                                command=settings.command,
+                                attempt=self.attempt,
+                                tools=len(self.tools),
+                            ),
+                        )
                         await self._lost.wait()
         except Exception as exc:
             failure = _describe(_leaf(exc), settings.command, step)
