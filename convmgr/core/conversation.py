@@ -10,7 +10,7 @@ from convmgr.store.base import ConversationStore
 class Turn:
     """A running turn: its id, the scope that aborts it, and when it is done."""
 
-    __slots__ = ("abort_reason", "done", "resolving", "scope", "settled", "turn_id")
+    __slots__ = ("abort_reason", "done", "resolving", "scope", "settled", "stopping", "turn_id")
 
     def __init__(self, turn_id: str) -> None:
         self.turn_id = turn_id
@@ -20,14 +20,18 @@ class Turn:
         # True once the terminal event is decided (the turn is being saved):
         # from then on an abort changes nothing.
         self.settled = False
-        # Reading back a commit whose outcome is unknown; cancelled when the server stops.
-        self.resolving = anyio.CancelScope()
+        # Reading back a commit whose outcome is unknown (rare: made when needed),
+        # cancelled when the server stops.
+        self.resolving: anyio.CancelScope | None = None
+        self.stopping = False
 
     def abort(self, reason: AbortReason) -> bool:
         """Stop the turn (its terminal event becomes turnAborted); whether this call did it."""
         if reason == "shutdown":
             # Nothing will wait for a store that cannot say whether the turn was saved.
-            self.resolving.cancel()
+            self.stopping = True
+            if self.resolving is not None:
+                self.resolving.cancel()
         if self.settled or self.scope.cancel_called:
             return False
         self.abort_reason = reason

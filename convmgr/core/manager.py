@@ -189,22 +189,21 @@ class ConversationManager:
                 self._loaded[conversation_id] = Conversation(record, self._sink, self.store)
         finally:
             self._reserved.discard(conversation_id)
-        log.info(
-            "conversation resumed",
-            extra=fields(
-                conversation_id=conversation_id,
-                provider=record.provider,
-                model=record.model,
-                history_length=record.history_length,
-            ),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "conversation resumed",
+                extra=fields(
+                    conversation_id=conversation_id,
+                    provider=record.provider,
+                    model=record.model,
+                    history_length=record.history_length,
+                ),
+            )
         return record
 
     def _check_mcp_servers(self, settings: ConversationSettings) -> None:
         toolbox = self.toolbox
-        unknown = (
-            toolbox.unknown_servers(settings) if toolbox is not None else settings.mcp_servers
-        )
+        unknown = toolbox.unknown_servers(settings) if toolbox is not None else settings.mcp_servers
         if unknown:
             raise InvalidArgument(
                 f"mcpServers: unknown MCP server {unknown[0]!r}", {"field": "mcpServers"}
@@ -272,16 +271,17 @@ class ConversationManager:
                 self._loaded[conversation_id] = conv
             finally:
                 self._reserved.discard(conversation_id)
-        log.info(
-            "conversation forked" if forked_from is not None else "conversation created",
-            extra=fields(
-                conversation_id=conversation_id,
-                forked_from=forked_from,
-                provider=record.provider,
-                model=record.model,
-                ephemeral=record.ephemeral or None,
-            ),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "conversation forked" if forked_from is not None else "conversation created",
+                extra=fields(
+                    conversation_id=conversation_id,
+                    forked_from=forked_from,
+                    provider=record.provider,
+                    model=record.model,
+                    ephemeral=record.ephemeral or None,
+                ),
+            )
         return conv.record
 
     # --- removal ----------------------------------------------------------------

@@ -100,15 +100,17 @@ class TurnRun:
         """The turn's task: turnStarted, the reply's events, then exactly one terminal event."""
         conv, turn = self.conv, self.turn
         self.started = time.monotonic()
-        log.info(
-            "turn started",
-            extra=fields(
-                conversation_id=conv.conversation_id,
-                turn_id=turn.turn_id,
-                provider=self.provider.name,
-                model=self.request.model,
-            ),
-        )
+        # Guarded: building the fields costs more than the check, on every turn.
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "turn started",
+                extra=fields(
+                    conversation_id=conv.conversation_id,
+                    turn_id=turn.turn_id,
+                    provider=self.provider.name,
+                    model=self.request.model,
+                ),
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "turn input",
@@ -152,9 +154,13 @@ class TurnRun:
         rounds = 0
         while True:
             rounds += 1
-            turn_items = tuple(self.items)
-            sent = () if prior is None else (*prior, *turn_items)
-            calls = await self._model_call(replace(request, history=sent, turn_items=turn_items))
+            if prior is None and not self.items:
+                sent_request = request  # the common case: one model call, no history to send
+            else:
+                turn_items = tuple(self.items)
+                sent = () if prior is None else (*prior, *turn_items)
+                sent_request = replace(request, history=sent, turn_items=turn_items)
+            calls = await self._model_call(sent_request)
             if not calls or tools is None:
                 return
             if rounds >= max_rounds:
@@ -389,6 +395,8 @@ class TurnRun:
 
     def _log_end(self, terminal: Event) -> None:
         """The turn's end in the log: outcome, duration, calls (and the reply at debug)."""
+        if not log.isEnabledFor(logging.INFO):
+            return
         outcome, detail = "complete", dict[str, Any]()
         if isinstance(terminal, TurnAborted):
             outcome, detail = "aborted", {"reason": terminal.reason}
@@ -423,7 +431,11 @@ class TurnRun:
         it. The conversation stays busy meanwhile. None: the server is stopping
         and the store has not answered.
         """
-        with self.turn.resolving:
+        turn = self.turn
+        turn.resolving = anyio.CancelScope()
+        if turn.stopping:
+            turn.resolving.cancel()
+        with turn.resolving:
             return await self._read_back(length_before)
         return None
 
