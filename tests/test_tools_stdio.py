@@ -3,11 +3,11 @@
 tests/test_tools_client.py covers the tool rules in memory; these keep to what
 only a process shows: `tool/call` requests and the server's `$/cancelRequest`
 written to stdout in the session's framing, the client's answers read from
-stdin in that framing, a late answer logged and ignored, `--tool-timeout`, and
-the end of stdin while a call is pending (exit status 0), and a SIGKILL while
-the client holds a call, with the store. Every message read is checked against
-the wire models (tests/client.py). Nothing waits for time to pass: each step
-waits for the message it needs.
+stdin in that framing, a late answer logged and ignored, `--tool-timeout`, the
+end of stdin and SIGTERM while a call is pending (exit status 0), and SIGKILL
+while the client holds a call, with the store. Every message read is checked
+against the wire models (tests/client.py). Nothing waits for time to pass: each
+step waits for the message it needs.
 """
 
 import signal
@@ -258,6 +258,30 @@ def test_end_of_input_fails_a_pending_call_as_client_gone(spawn: Any, framing: s
     assert "client gone" in events[-2]["event"]["lastAgentMessage"]
     # Nobody can answer: no cancel is sent, and no other request either.
     assert client.from_server == []
+
+
+@both_framings
+def test_sigterm_cancels_the_call_the_client_holds_and_exits_0(spawn: Any, framing: str) -> None:
+    client = start(spawn, framing)
+    new(client, "c")
+    send_turn(client, "c", "/call lookup {}")
+    held = tool_call(client)
+    client.signal(signal.SIGTERM)
+    rest = client.read_until_eof()
+    assert client.wait() == 0, client.stderr()
+    assert client.from_server == [
+        {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": held["id"]}}
+    ]
+    assert [m["params"]["event"] for m in rest] == [
+        {
+            "type": "toolResult",
+            "callId": "call_1_1",
+            "content": [{"type": "text", "text": "aborted"}],
+            "isError": True,
+        },
+        {"type": "turnAborted", "reason": "shutdown"},
+        {"type": "shutdownComplete"},
+    ]
 
 
 def test_kill_9_while_the_client_holds_a_call_keeps_only_whole_turns(
