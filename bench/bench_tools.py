@@ -50,15 +50,17 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_core import (  # a sibling script, not a package
-    CLK_TCK,
     READ_CHUNK,
     Row,
+    ServerError,
+    encode,
     finish_report,
     fmt,
     pct,
     precompile,
     run_phase,
     server_env,
+    turn_request,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,32 +106,20 @@ QUICK = Sizes(
 )
 
 
-class ServerError(RuntimeError):
-    pass
-
-
-def encode(msg_id: int, method: str, params: dict[str, Any]) -> bytes:
-    return (
-        json.dumps(
-            {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params},
-            separators=(",", ":"),
-        ).encode()
-        + b"\n"
-    )
-
-
-def turn_request(msg_id: int, cid: str, text: str) -> bytes:
-    return encode(
-        msg_id, "sendUserTurn", {"conversationId": cid, "input": [{"type": "text", "text": text}]}
-    )
-
-
 def tool_call(line: bytes) -> tuple[bytes, int]:
     """The request's id number (after "s") and its `step` argument."""
     start = len(REQUEST_PREFIX)
     number = line[start : line.index(b'"', start)]
     at = line.rindex(STEP) + len(STEP)
     return number, int(line[at : line.index(b"}", at)])
+
+
+def refuse_failure(line: bytes) -> None:
+    """Raise on an error response or a turn that ended otherwise than complete."""
+    if (line.startswith(RESPONSE_PREFIX) and ERROR in line) or any(
+        marker in line for marker in UNEXPECTED_END
+    ):
+        raise ServerError(f"a request or turn failed: {line[:300]!r}")
 
 
 def answer_for(number: bytes, step: int, last_step: int) -> bytes:
@@ -210,27 +200,23 @@ class ToolServer:
                         raise ServerError(f"newConversation failed: {line[:300]!r}")
                     answered += 1
 
-    def cpu_s(self) -> float:
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / CLK_TCK
-        except OSError:
-            return float("nan")
+    def sched_s(self) -> tuple[float, float]:
+        """(CPU seconds, seconds runnable but waiting for a CPU) of all the server's threads.
 
-    def run_wait_s(self) -> float:
-        """Seconds the server's threads spent runnable but waiting for a CPU (Linux schedstat).
-
-        High when other processes compete for the cores: the run is then noisy.
+        From Linux schedstat, in nanoseconds (/proc/PID/stat counts 10 ms ticks).
+        A high wait means other processes compete for the cores: the run is noisy.
         """
-        total = 0
+        cpu = wait = 0
+        base = f"/proc/{self.proc.pid}/task"
         try:
-            for task in os.listdir(f"/proc/{self.proc.pid}/task"):
-                with open(f"/proc/{self.proc.pid}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[1])
+            for task in os.listdir(base):
+                with open(f"{base}/{task}/schedstat") as f:
+                    fields = f.read().split()
+                cpu += int(fields[0])
+                wait += int(fields[1])
         except (OSError, ValueError, IndexError):
-            return float("nan")
-        return total / 1e9
+            return float("nan"), float("nan")
+        return cpu / 1e9, wait / 1e9
 
     def close(self, timeout: float = 30.0) -> int:
         with contextlib.suppress(OSError):
@@ -307,10 +293,8 @@ class Bench:
                     if b'"lastAgentMessage":"done %d"' % last not in line:
                         raise ServerError(f"unexpected end of turn: {line[:300]!r}")
                     return calls
-                elif line.startswith(RESPONSE_PREFIX) and ERROR in line:
-                    raise ServerError(f"request failed: {line[:300]!r}")
-                elif any(marker in line for marker in UNEXPECTED_END):
-                    raise ServerError(f"turn did not complete: {line[:300]!r}")
+                else:
+                    refuse_failure(line)
 
     def latency(self) -> None:
         s = self.sizes
@@ -319,7 +303,7 @@ class Bench:
             server.new_conversations(["lat"])
             self._lockstep_turn(server, 100, None)  # warm-up: imports, first-use paths
             rtt: list[float] = []
-            cpu0 = server.cpu_s()
+            cpu0, _ = server.sched_s()
             client0 = time.process_time()
             wall0 = time.perf_counter()
             calls = 0
@@ -328,7 +312,7 @@ class Bench:
                 msg_id += 1
                 calls += self._lockstep_turn(server, msg_id, rtt)
             wall = time.perf_counter() - wall0
-            server_cpu_us = (server.cpu_s() - cpu0) / calls * 1e6
+            server_cpu_us = (server.sched_s()[0] - cpu0) / calls * 1e6
             client_cpu_us = (time.process_time() - client0) / calls * 1e6
             # The same pipes with the simplest request: a lock-step ping.
             ping = encode(7, "ping", {})
@@ -400,8 +384,7 @@ class Bench:
             done_marker = b'"lastAgentMessage":"done %d"' % s.rounds
             total_turns = s.conversations * s.turns
             calls = completed = 0
-            wait0 = server.run_wait_s()
-            cpu0 = server.cpu_s()
+            cpu0, wait0 = server.sched_s()
             client0 = time.process_time()
             wall0 = time.perf_counter()
             out = []
@@ -426,16 +409,14 @@ class Bench:
                             left[cid] -= 1
                             next_id += 1
                             out.append(turn_request(next_id, cid, first_turn))
-                    elif line.startswith(RESPONSE_PREFIX) and ERROR in line:
-                        raise ServerError(f"request failed: {line[:300]!r}")
-                    elif any(marker in line for marker in UNEXPECTED_END):
-                        raise ServerError(f"turn did not complete: {line[:300]!r}")
+                    else:
+                        refuse_failure(line)
                 if out:
                     server.write(b"".join(out))
             wall = time.perf_counter() - wall0
             client_cpu = time.process_time() - client0
-            server_cpu = server.cpu_s() - cpu0
-            run_wait = server.run_wait_s() - wait0
+            cpu1, wait1 = server.sched_s()
+            server_cpu, run_wait = cpu1 - cpu0, wait1 - wait0
             self.finish(server)
         finally:
             if server.proc.poll() is None:

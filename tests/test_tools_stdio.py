@@ -86,6 +86,37 @@ def outputs(client: Client, cid: str) -> list[tuple[str, str, bool]]:
     ]
 
 
+def cancel_of(request: Message) -> Message:
+    """The server's `$/cancelRequest` for one of its requests."""
+    return {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": request["id"]}}
+
+
+def aborted_result(call_id: str) -> Message:
+    """The toolResult of a call cut short by the end of its turn."""
+    return {
+        "type": "toolResult",
+        "callId": call_id,
+        "content": [{"type": "text", "text": "aborted"}],
+        "isError": True,
+    }
+
+
+def stop_while_held(client: Client, cid: str, method: str, expected: Message) -> Message:
+    """A one-call turn whose call the client holds, stopped by `method`; the held request.
+
+    The server answers `expected`, cancels the request and ends the turn aborted.
+    """
+    send_turn(client, cid, "/call lookup {}")
+    held = tool_call(client)
+    assert client.result(method, {"conversationId": cid}) == expected
+    assert client.server_request() == cancel_of(held)
+    events = client.collect_turn(cid)
+    assert of_type(events, "toolResult") == [aborted_result(held["params"]["callId"])]
+    reason = "interrupted" if method == "interruptConversation" else "removed"
+    assert events[-1]["event"] == {"type": "turnAborted", "reason": reason}
+    return held
+
+
 def end_cleanly(client: Client) -> list[Any]:
     """End of input; every message still to come; exit status 0."""
     client.close_stdin()
@@ -165,8 +196,7 @@ def test_a_call_not_answered_in_time_is_cancelled_and_fails(spawn: Any, framing:
     send_turn(client, "c", "/call lookup {}")
     request = tool_call(client)
     # The client holds the call: the server gives up on it and says so.
-    cancel = client.server_request()
-    assert cancel == {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "s1"}}
+    assert client.server_request() == cancel_of(request)
     events = client.collect_turn("c")
     (result,) = of_type(events, "toolResult")
     assert result["isError"] is True
@@ -187,24 +217,7 @@ def test_interrupt_and_remove_cancel_the_call_the_client_holds(spawn: Any, frami
         new(client, cid)
 
     # Interrupt: the held call is cancelled, the turn ends aborted.
-    send_turn(client, "a", "/call lookup {}")
-    held = tool_call(client)
-    assert client.result("interruptConversation", {"conversationId": "a"}) == {"interrupted": True}
-    assert client.server_request() == {
-        "jsonrpc": "2.0",
-        "method": "$/cancelRequest",
-        "params": {"id": held["id"]},
-    }
-    events = client.collect_turn("a")
-    assert of_type(events, "toolResult") == [
-        {
-            "type": "toolResult",
-            "callId": "call_1_1",
-            "content": [{"type": "text", "text": "aborted"}],
-            "isError": True,
-        }
-    ]
-    assert events[-1]["event"] == {"type": "turnAborted", "reason": "interrupted"}
+    held = stop_while_held(client, "a", "interruptConversation", {"interrupted": True})
     # The late answer is ignored, and the server keeps serving: a new turn runs.
     client.send(answer(held, text_result("late")))
     send_turn(client, "a", "/call lookup {}")
@@ -218,16 +231,7 @@ def test_interrupt_and_remove_cancel_the_call_the_client_holds(spawn: Any, frami
     ]
 
     # Remove: the same, and the conversation is unloaded with its call stored as aborted.
-    send_turn(client, "b", "/call lookup {}")
-    held = tool_call(client)
-    assert client.result("removeConversation", {"conversationId": "b"}) == {"removed": True}
-    assert client.server_request() == {
-        "jsonrpc": "2.0",
-        "method": "$/cancelRequest",
-        "params": {"id": held["id"]},
-    }
-    events = client.collect_turn("b")
-    assert events[-1]["event"] == {"type": "turnAborted", "reason": "removed"}
+    held = stop_while_held(client, "b", "removeConversation", {"removed": True})
     assert client.wait_event("b", "shutdownComplete")
     client.send(answer(held, text_result("late")))
     assert client.result("getConversation", {"conversationId": "b"})["loaded"] is False
@@ -269,16 +273,9 @@ def test_sigterm_cancels_the_call_the_client_holds_and_exits_0(spawn: Any, frami
     client.signal(signal.SIGTERM)
     rest = client.read_until_eof()
     assert client.wait() == 0, client.stderr()
-    assert client.from_server == [
-        {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": held["id"]}}
-    ]
+    assert client.from_server == [cancel_of(held)]
     assert [m["params"]["event"] for m in rest] == [
-        {
-            "type": "toolResult",
-            "callId": "call_1_1",
-            "content": [{"type": "text", "text": "aborted"}],
-            "isError": True,
-        },
+        aborted_result("call_1_1"),
         {"type": "turnAborted", "reason": "shutdown"},
         {"type": "shutdownComplete"},
     ]
