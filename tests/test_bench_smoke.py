@@ -22,11 +22,21 @@ HTTP_ROWS = tuple(
     for kind in ("openai-chat", "openai-responses")
     for row in ("back to back", "10 ms: deltas lost", "10 ms: added loop latency p99")
 )
+TOOLS_ROWS = (
+    "tool round trip, p50",
+    "server CPU per tool round",
+    "tool calls/s, 20 conversations, no-store",
+    "tool calls/s, 20 conversations, store",
+)
 
 
 @pytest.mark.parametrize(
     ("script", "rows"),
-    [("bench_core.py", CORE_ROWS), ("bench_http_e2e.py", HTTP_ROWS)],
+    [
+        ("bench_core.py", CORE_ROWS),
+        ("bench_http_e2e.py", HTTP_ROWS),
+        ("bench_tools.py", TOOLS_ROWS),
+    ],
 )
 def test_bench_quick_runs_and_prints_the_table(
     tmp_path: Path, script: str, rows: tuple[str, ...]
