@@ -154,7 +154,12 @@ class McpHub:
             )
         shown = [self._shown(key) for key, _, _, _ in listed]
         pairs = [(server, tool) for server, (_, tool, _, _) in zip(shown, listed, strict=True)]
-        names = model_names(pairs)
+        # A server's own key tells two servers of one name apart (configured keys are names).
+        identities = [
+            None if key == server else f"{key}/{tool}"
+            for server, (key, tool, _, _) in zip(shown, listed, strict=True)
+        ]
+        names = model_names(pairs, identities)
         tools = [
             McpTool(server, tool, name, description, schema, None if key == server else key)
             for name, server, (key, tool, description, schema) in zip(

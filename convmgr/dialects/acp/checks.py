@@ -146,17 +146,25 @@ def plain_initialize(params: Any) -> bool:
     )
 
 
+def _field(value: Any, name: str, alias: str) -> Any:
+    """A field of a model, or of the dict the schema put in its place."""
+    if isinstance(value, dict):
+        return value.get(alias)
+    return getattr(value, name, None)
+
+
 def read_initialize(params: Any) -> ClientInfo:
     """`initialize` params: the client's version and the capabilities convmgr uses."""
     if not plain_initialize(params):
         request = parse(schema().InitializeRequest, params)
+        # The schema decodes leniently: a malformed part is replaced by a plain default dict.
         caps = request.client_capabilities
-        fs = caps.fs if caps is not None else None
+        fs = _field(caps, "fs", "fs")
         return ClientInfo(
             request.protocol_version,
-            bool(fs and fs.read_text_file),
-            bool(fs and fs.write_text_file),
-            bool(caps and caps.terminal),
+            _field(fs, "read_text_file", "readTextFile") is True,
+            _field(fs, "write_text_file", "writeTextFile") is True,
+            _field(caps, "terminal", "terminal") is True,
         )
     caps = params.get("clientCapabilities") or {}
     fs = caps.get("fs") or {}
