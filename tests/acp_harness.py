@@ -158,7 +158,11 @@ class EditorDouble:
         return s.WriteTextFileResponse()
 
     async def read_text_file(
-        self, path: str, session_id: str, limit: int | None = None, line: int | None = None,
+        self,
+        path: str,
+        session_id: str,
+        limit: int | None = None,
+        line: int | None = None,
         **kwargs: Any,
     ) -> s.ReadTextFileResponse:
         lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
@@ -167,13 +171,21 @@ class EditorDouble:
         return s.ReadTextFileResponse(content="".join(lines[start:end]))
 
     async def create_terminal(
-        self, command: str, session_id: str, args: list[str] | None = None,
-        cwd: str | None = None, env: Any = None, output_byte_limit: int | None = None,
+        self,
+        command: str,
+        session_id: str,
+        args: list[str] | None = None,
+        cwd: str | None = None,
+        env: Any = None,
+        output_byte_limit: int | None = None,
         **kwargs: Any,
     ) -> s.CreateTerminalResponse:
         self.terminal_calls.append("create")
         process = await asyncio.create_subprocess_exec(
-            command, *(args or []), cwd=cwd, stdout=asyncio.subprocess.PIPE,
+            command,
+            *(args or []),
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         terminal_id = f"t{len(self._terminals) + 1}"
@@ -197,7 +209,8 @@ class EditorDouble:
         self.terminal_calls.append("output")
         process, output = self._terminals[terminal_id]
         return s.TerminalOutputResponse(
-            output=output.decode(), truncated=False,
+            output=output.decode(),
+            truncated=False,
             exit_status=s.TerminalExitStatus(exit_code=process.returncode),
         )
 
@@ -255,7 +268,7 @@ async def agent(
         env=env,
         cwd=str(home),
         observers=[wire.observe],
-    ) as (conn, process):
+    ) as (conn, _process):
         yield conn, editor, wire
     wire.validate()
 

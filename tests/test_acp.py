@@ -150,7 +150,9 @@ async def test_cancel_mid_prompt_answers_cancelled(tmp_path: Path) -> None:
         result: list[Any] = []
 
         async def prompt() -> None:
-            result.append(await conn.prompt(session_id=sid, prompt=[text_block(f"/call write_file {call}")]))
+            result.append(
+                await conn.prompt(session_id=sid, prompt=[text_block(f"/call write_file {call}")])
+            )
 
         async with anyio.create_task_group() as group:
             group.start_soon(prompt)
@@ -220,7 +222,7 @@ async def test_run_command_goes_through_the_terminal(tmp_path: Path) -> None:
         reply = await conn.prompt(session_id=sid, prompt=[text_block(f"/call run_command {call}")])
         assert reply.stop_reason == "end_turn"
         assert editor.terminal_calls == ["create", "wait_for_exit", "output", "release"]
-        done = [u for u in wire.updates(sid) if u.get("status") == "completed"][0]
+        done = next(u for u in wire.updates(sid) if u.get("status") == "completed")
         assert done["content"][0]["content"]["text"] == "from a terminal\n\n[exit status 0]"
         assert wire.updates(sid)[0]["kind"] == "execute"
 
@@ -292,7 +294,9 @@ async def test_cancel_request_cancels_a_prompt(tmp_path: Path) -> None:
 
         async def prompt() -> None:
             try:
-                await conn.prompt(session_id=sid, prompt=[text_block('/call run_command {"command": "true"}')])
+                await conn.prompt(
+                    session_id=sid, prompt=[text_block('/call run_command {"command": "true"}')]
+                )
             except RequestError as exc:
                 errors.append(exc)
 
@@ -304,4 +308,3 @@ async def test_cancel_request_cancels_a_prompt(tmp_path: Path) -> None:
         never.set()
         assert errors and errors[0].code == -32800
         assert (await conn.prompt(session_id=sid, prompt=[text_block("next")])).stop_reason
-

@@ -37,18 +37,27 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 def optional_keys(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
     """Dicts with any subset of these keys (and, sometimes, an unknown one)."""
     return st.fixed_dictionaries(
-        {}, optional={**fields, "extra": json_value, "_meta": maybe(st.dictionaries(st.text(max_size=3), json_leaf, max_size=2))}
+        {},
+        optional={
+            **fields,
+            "extra": json_value,
+            "_meta": maybe(st.dictionaries(st.text(max_size=3), json_leaf, max_size=2)),
+        },
     )
 
 
 initialize_params = optional_keys(
     protocolVersion=maybe(st.integers(-2, 70000)),
     clientCapabilities=maybe(
+        optional_keys(fs=maybe(optional_keys(readTextFile=flag, writeTextFile=flag)), terminal=flag)
+    ),
+    clientInfo=maybe(
         optional_keys(
-            fs=maybe(optional_keys(readTextFile=flag, writeTextFile=flag)), terminal=flag
+            name=maybe(st.text(max_size=4)),
+            version=maybe(st.text(max_size=4)),
+            title=maybe(st.text(max_size=3)),
         )
     ),
-    clientInfo=maybe(optional_keys(name=maybe(st.text(max_size=4)), version=maybe(st.text(max_size=4)), title=maybe(st.text(max_size=3)))),
 )
 env_pair = maybe(optional_keys(name=maybe(st.text(max_size=3)), value=maybe(st.text(max_size=3))))
 stdio_server = maybe(

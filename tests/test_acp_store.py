@@ -35,9 +35,7 @@ async def test_an_acp_session_is_listed_and_resumed_by_serve(tmp_path: Path, spa
     assert texts == ["made in an editor", "and on"]
 
 
-async def test_a_serve_conversation_is_listed_and_loaded_by_acp(
-    tmp_path: Path, spawn: Any
-) -> None:
+async def test_a_serve_conversation_is_listed_and_loaded_by_acp(tmp_path: Path, spawn: Any) -> None:
     store = str(tmp_path / "store.sqlite3")
     client = spawn("--store", store)
     client.result("newConversation", {"conversationId": "from-serve", "cwd": str(tmp_path)})
