@@ -16,17 +16,17 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
 from convmgr import logs
+from convmgr.core.client import ClientChannel
+from convmgr.core.events import EventSink
 from convmgr.core.manager import ConversationManager
 from convmgr.core.tools import DEFAULT_MAX_TOOL_ROUNDS, Toolbox, ToolLimits
-from convmgr.dialects.convmgr.client import ConnectionClient
-from convmgr.dialects.convmgr.errors import ConvmgrCode
-from convmgr.dialects.convmgr.handlers import Server
-from convmgr.dialects.convmgr.notifications import EventWriter
+from convmgr.dialects.convmgr.front import ConvmgrFront
 from convmgr.jsonrpc.connection import Connection
 from convmgr.jsonrpc.framing import Framing
 from convmgr.jsonrpc.stdio import StdioStream
@@ -167,6 +167,49 @@ async def open_configured_store(args: argparse.Namespace) -> ConversationStore:
     return store
 
 
+class SessionServer(Protocol):
+    """A dialect's method table, as the session around it sees it."""
+
+    shut_down: bool  # set when the session stops: later requests are refused
+    exit_requested: anyio.Event  # the dialect's way of ending the session, if it has one
+
+    async def warm_up(self) -> None:
+        """Build, after the first answer, what later requests will need."""
+        ...
+
+
+class Front(Protocol):
+    """A dialect's parts around the manager, for one connection."""
+
+    @property
+    def client(self) -> ClientChannel:
+        """How the core reaches the client."""
+        ...
+
+    @property
+    def sink(self) -> EventSink:
+        """Where the core's events go."""
+        ...
+
+    def bind(
+        self, manager: ConversationManager, providers: ProviderRegistry, store: ConversationStore
+    ) -> SessionServer:
+        """The dialect's method table over the manager (registered on the connection)."""
+        ...
+
+
+class FrontFactory(Protocol):
+    """A dialect: what its connection needs, and its parts (ConvmgrFront, AcpFront)."""
+
+    too_large_code: int
+    cancel_form: tuple[str, str]
+    own_mcp_servers: bool
+
+    def __call__(self, conn: Connection) -> Front:
+        """The dialect's parts on this connection."""
+        ...
+
+
 class Session:
     """How a session ends (PROTOCOL section 2): the first reason to stop wins.
 
@@ -179,7 +222,7 @@ class Session:
         self,
         conn: Connection,
         manager: ConversationManager,
-        server: Server,
+        server: SessionServer,
         store: ConversationStore,
         options: ServeOptions,
     ) -> None:
@@ -264,25 +307,30 @@ async def serve(
     signals: bool = False,
     hub: McpHub | None = None,
     tool_limits: ToolLimits | None = None,
+    front: FrontFactory = ConvmgrFront,
 ) -> None:
-    """One session over `stream` on an open store, to its end (end of input, exit, a signal)."""
+    """One session over `stream` on an open store, to its end (end of input, exit, a signal).
+
+    `front` is the dialect spoken (the convmgr protocol unless told otherwise).
+    """
     conn = Connection(
         stream,
         framing=framing,
         max_message_bytes=max_message_bytes,
-        too_large_code=ConvmgrCode.OVERLOADED,
+        too_large_code=front.too_large_code,
+        cancel_form=front.cancel_form,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(conn.outbound.run)
-        client = ConnectionClient(conn)
+        parts = front(conn)
         async with ConversationManager(
             store,
             providers,
-            EventWriter(conn.outbound),
+            parts.sink,
             max_conversations=max_conversations,
-            toolbox=Toolbox(client, hub, tool_limits),
+            toolbox=Toolbox(parts.client, hub, tool_limits),
         ) as manager:
-            server = Server(conn, manager, providers, store, client)
+            server = parts.bind(manager, providers, store)
             session = Session(conn, manager, server, store, options or ServeOptions())
             if signals:
                 tg.start_soon(session.watch_signals)
@@ -295,13 +343,24 @@ async def serve(
         tg.cancel_scope.cancel()
 
 
+def front_of(args: argparse.Namespace) -> FrontFactory:
+    """The dialect the command speaks: `convmgr acp` speaks ACP, anything else convmgr's."""
+    if getattr(args, "command", None) == "acp":
+        from convmgr.dialects.acp.front import AcpFront
+
+        return AcpFront
+    return ConvmgrFront
+
+
 async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
     """The whole life of a stdio session."""
+    front = front_of(args)
     configuration = load_configuration(args.config, args.max_message_bytes)
     providers = configuration.providers
     store = await open_configured_store(args)
     # The servers start on first need; leaving the hub ends them (within a second).
-    hub = McpHub(configuration.mcp_servers) if configuration.mcp_servers else None
+    wants_hub = configuration.mcp_servers or front.own_mcp_servers
+    hub = McpHub(configuration.mcp_servers) if wants_hub else None
     limits = ToolLimits(args.tool_timeout, configuration.max_tool_rounds)
     try:
         async with AsyncExitStack() as stack:
@@ -318,6 +377,7 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
                 signals=True,
                 hub=hub,
                 tool_limits=limits,
+                front=front,
             )
     finally:
         with anyio.CancelScope(shield=True):

@@ -115,13 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the stdio JSON-RPC server (the default)")
-    for target in (parser, serve):
-        target.add_argument(
-            "--framing",
-            choices=("auto", "ndjson", "lsp"),
-            default="auto",
-            help="message framing on stdin/stdout (default: auto, from the first byte)",
-        )
+    acp = commands.add_parser(
+        "acp",
+        help="speak the Agent Client Protocol on stdio (editors: Zed, JetBrains, Neovim, Emacs)",
+        description="The Agent Client Protocol (version 1, newline-delimited JSON-RPC) on "
+        "stdin/stdout, over the same store, providers and tools as `convmgr serve`.",
+    )
+    # ACP is newline-delimited JSON only; every other flag is serve's.
+    acp.set_defaults(framing="ndjson")
+    for target in (parser, serve, acp):
+        if target is not acp:
+            target.add_argument(
+                "--framing",
+                choices=("auto", "ndjson", "lsp"),
+                default="auto",
+                help="message framing on stdin/stdout (default: auto, from the first byte)",
+            )
         target.add_argument(
             "--config", type=Path, metavar="PATH", help="provider configuration (TOML)"
         )
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
-    if command == "serve":
+    if command in ("serve", "acp"):
         _setup_logging(args)
         # Start-up allocates many long-lived objects: collecting during the
         # imports only costs time, and freezing them keeps later collections short.

@@ -7,7 +7,7 @@ one call, three parallel calls answered last to first, and a call it holds while
 the turn is interrupted (vscode-jsonrpc's CancellationToken must fire on the
 server's `$/cancelRequest`); it prints one JSON summary line, checked here.
 
-Needs node and tests/node/node_modules (`npm ci --prefix tests/node`, which
+Needs node and .ci/node/node_modules (`npm ci --prefix .ci/node`, which
 .ci/run does): without them the test skips locally and fails under CI.
 """
 
@@ -24,6 +24,7 @@ from client import server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "tests" / "node"
+NODE_MODULES = ROOT / ".ci" / "node" / "node_modules"
 
 
 def completed_with(part: dict[str, Any]) -> str:
@@ -39,8 +40,8 @@ def node_or_skip() -> str:
     missing = None
     if node is None:
         missing = "node is not on PATH"
-    elif not (NODE_DIR / "node_modules" / "vscode-jsonrpc").is_dir():
-        missing = "tests/node/node_modules is missing: run `npm ci --prefix tests/node`"
+    elif not (NODE_MODULES / "vscode-jsonrpc").is_dir():
+        missing = ".ci/node/node_modules is missing: run `npm ci --prefix .ci/node`"
     if missing is not None:
         if os.environ.get("CI"):
             pytest.fail(f"{missing} (CI installs it in .ci/run)")
@@ -54,7 +55,7 @@ def test_vscode_jsonrpc_client_runs_tools_and_its_cancellation_token_fires(
 ) -> None:
     node = node_or_skip()
     proc = subprocess.run(
-        [node, str(NODE_DIR / "tool_client.mjs"), sys.executable],
+        [node, str(NODE_DIR / "tool_client.mjs"), sys.executable, str(NODE_MODULES)],
         capture_output=True,
         text=True,
         timeout=90,

@@ -32,6 +32,10 @@ class ClientChannel(Protocol):
         """Whether the client said it answers approval requests."""
         ...
 
+    def needs_approval(self, name: str) -> bool:
+        """Whether a call to this client tool is approved first (the client's own rule)."""
+        ...
+
     async def call_tool(self, request: ToolRequest) -> ToolOutcome:
         """Have the client run one of its tools; a bad or error answer is a failed outcome.
 
@@ -53,6 +57,10 @@ class NoClient:
 
     def can_approve(self) -> bool:
         """Never."""
+        return False
+
+    def needs_approval(self, name: str) -> bool:
+        """No client tool needs approval."""
         return False
 
     async def call_tool(self, request: ToolRequest) -> ToolOutcome:

@@ -42,7 +42,16 @@ class Turn:
 class Conversation:
     """Live state of a loaded conversation."""
 
-    __slots__ = ("always_allowed", "record", "seq", "sink", "store", "turn", "turns")
+    __slots__ = (
+        "always_allowed",
+        "mcp_servers",
+        "record",
+        "seq",
+        "sink",
+        "store",
+        "turn",
+        "turns",
+    )
 
     def __init__(
         self, record: ConversationRecord, sink: EventSink, store: ConversationStore
@@ -57,6 +66,8 @@ class Conversation:
         self.turns: int | None = None
         # Tools the client answered `allowAlways` for, until the process ends.
         self.always_allowed: set[str] = set()
+        # The hub's keys of MCP servers this conversation brought (never stored).
+        self.mcp_servers: tuple[str, ...] = ()
 
     @property
     def conversation_id(self) -> str:
@@ -66,4 +77,8 @@ class Conversation:
     def emit(self, turn_id: str | None, event: Event) -> None:
         """Send an event with the next seq number."""
         self.seq += 1
+        self.sink.emit(self.record.conversation_id, self.seq, turn_id, event)
+
+    def note(self, turn_id: str | None, event: Event) -> None:
+        """Send an event that takes no seq number (a dialect may drop it: ToolCallStarted)."""
         self.sink.emit(self.record.conversation_id, self.seq, turn_id, event)

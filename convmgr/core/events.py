@@ -67,6 +67,17 @@ class ToolCall:
 
 
 @dataclass(slots=True)
+class ToolCallStarted:
+    """A call starts running (after any approval).
+
+    It takes no seq number (Conversation.note): a dialect without such a
+    notification drops it, and its wire stays as it was.
+    """
+
+    call_id: str
+
+
+@dataclass(slots=True)
 class ToolResult:
     """A call's outcome, as the model gets it."""
 
@@ -120,6 +131,7 @@ Event = (
     | TokenUsage
     | StreamError
     | ToolCall
+    | ToolCallStarted
     | ToolResult
     | ToolSourceFailed
     | TurnComplete

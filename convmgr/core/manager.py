@@ -22,6 +22,7 @@ from convmgr.model import (
     ConversationSettings,
     InvalidArgument,
     Item,
+    McpServerSettings,
     Overloaded,
     TurnSettings,
     preview_of,
@@ -284,6 +285,28 @@ class ConversationManager:
             )
         return conv.record
 
+    def attach_mcp_servers(
+        self, conversation_id: str, servers: Sequence[McpServerSettings]
+    ) -> None:
+        """Give a loaded conversation MCP servers of its own, for as long as it stays loaded.
+
+        They are never stored (a client's server `env` may hold secrets): a
+        conversation loaded again gets them again from its client, or none.
+        """
+        conv = self._require(conversation_id)
+        hub = self.toolbox.hub if self.toolbox is not None else None
+        if hub is None:
+            if servers:
+                raise InvalidArgument("mcpServers: this server runs no MCP hub")
+            return
+        conv.mcp_servers = hub.add_servers(conversation_id, servers)
+
+    def _detach_mcp_servers(self, conv: Conversation) -> None:
+        hub = self.toolbox.hub if self.toolbox is not None else None
+        if conv.mcp_servers and hub is not None:
+            hub.remove_servers(conv.conversation_id)
+        conv.mcp_servers = ()
+
     # --- removal ----------------------------------------------------------------
 
     async def remove_conversation(self, conversation_id: str, delete_history: bool) -> bool:
@@ -329,6 +352,7 @@ class ConversationManager:
             await turn.done.wait()
         if self._loaded.get(conv.conversation_id) is conv:
             del self._loaded[conv.conversation_id]
+            self._detach_mcp_servers(conv)
             conv.emit(None, ShutdownComplete())
             conv.record.last_seq = conv.seq
 

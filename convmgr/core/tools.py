@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,11 +50,13 @@ def parse_arguments(text: str) -> tuple[dict[str, Any] | None, Any]:
     return (value if isinstance(value, dict) else None), value
 
 
-def uses_tools(settings: ConversationSettings, hub: McpHub | None) -> bool:
-    """Whether a conversation with these settings has any tool source."""
+def uses_tools(
+    settings: ConversationSettings, hub: McpHub | None, extra_servers: Sequence[str] = ()
+) -> bool:
+    """Whether a conversation with these settings (and MCP servers of its own) has a tool source."""
     if settings.tools:
         return True
-    return bool(hub is not None and mcp_servers_of(settings, hub))
+    return bool(hub is not None and (extra_servers or mcp_servers_of(settings, hub)))
 
 
 def mcp_servers_of(settings: ConversationSettings, hub: McpHub) -> list[str]:
@@ -89,19 +92,38 @@ class TurnTools:
         """The tool the model named, if the conversation has it."""
         return self.entries.get(name)
 
-    async def run(self, request: ToolRequest, entry: ToolEntry | None) -> ToolOutcome:
-        """Run one call to completion; every failure is a failed outcome for the model."""
+    async def run(
+        self,
+        request: ToolRequest,
+        entry: ToolEntry | None,
+        started: Callable[[], None] = lambda: None,
+    ) -> ToolOutcome:
+        """Run one call to completion; every failure is a failed outcome for the model.
+
+        `started` is called when the call starts running, after any approval.
+        """
         if entry is None:
             return ToolOutcome(f"unknown tool: {request.name}", is_error=True)
         if entry.source == "client":
+            if self.client.needs_approval(request.name):
+                refused = await self._approve_unless_always(request)
+                if refused is not None:
+                    return refused
+            started()
             return await self._run_client(request)
         assert entry.mcp is not None and self.hub is not None
-        settings = self.hub.servers[entry.mcp.server]
-        if settings.approval == "ask" and request.name not in self.always_allowed:
-            refused = await self._approve(request)
+        settings = self.hub.settings(entry.mcp.key or entry.mcp.server)
+        if settings.approval == "ask":
+            refused = await self._approve_unless_always(request)
             if refused is not None:
                 return refused
+        started()
         return await self.hub.call(entry.mcp, request.arguments)
+
+    async def _approve_unless_always(self, request: ToolRequest) -> ToolOutcome | None:
+        if request.name in self.always_allowed:
+            return None
+        return await self._approve(request)
 
     async def _run_client(self, request: ToolRequest) -> ToolOutcome:
         timeout = self.limits.tool_timeout_s
@@ -141,9 +163,11 @@ class Toolbox:
         self.hub = hub
         self.limits = limits or ToolLimits()
 
-    def uses_tools(self, settings: ConversationSettings) -> bool:
-        """Whether a conversation with these settings has any tool source."""
-        return uses_tools(settings, self.hub)
+    def uses_tools(
+        self, settings: ConversationSettings, extra_servers: Sequence[str] = ()
+    ) -> bool:
+        """Whether a conversation with these settings (and servers of its own) has a tool source."""
+        return uses_tools(settings, self.hub, extra_servers)
 
     def unknown_servers(self, settings: ConversationSettings) -> list[str]:
         """The MCP servers a conversation names that are not configured."""
@@ -151,13 +175,20 @@ class Toolbox:
         return [name for name in settings.mcp_servers or () if name not in configured]
 
     async def for_turn(
-        self, settings: ConversationSettings, always_allowed: set[str]
+        self,
+        settings: ConversationSettings,
+        always_allowed: set[str],
+        extra_servers: Sequence[str] = (),
     ) -> tuple[TurnTools, list[tuple[str, str]]]:
-        """The turn's tools (MCP servers started if need be), and (server, message) failures."""
+        """The turn's tools (MCP servers started if need be), and (server, message) failures.
+
+        `extra_servers` are the hub's keys of the conversation's own MCP servers
+        (McpHub.add_servers), used besides the configured ones it picked.
+        """
         entries: dict[str, ToolEntry] = {}
         failures: list[tuple[str, str]] = []
         if self.hub is not None:
-            servers = mcp_servers_of(settings, self.hub)
+            servers = [*mcp_servers_of(settings, self.hub), *extra_servers]
             if servers:
                 tools, failures = await self.hub.tools(servers)
                 for tool in tools:

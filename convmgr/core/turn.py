@@ -23,6 +23,7 @@ from convmgr.core.events import (
     StreamError,
     TokenUsage,
     ToolCall,
+    ToolCallStarted,
     ToolResult,
     ToolSourceFailed,
     TurnAborted,
@@ -132,9 +133,12 @@ class TurnRun:
     async def _loop(self) -> None:
         request = self.request
         tools: TurnTools | None = None
-        if self.toolbox is not None and self.toolbox.uses_tools(self.conv.record.settings):
+        own_servers = self.conv.mcp_servers
+        if self.toolbox is not None and self.toolbox.uses_tools(
+            self.conv.record.settings, own_servers
+        ):
             tools, failures = await self.toolbox.for_turn(
-                self.conv.record.settings, self.conv.always_allowed
+                self.conv.record.settings, self.conv.always_allowed, own_servers
             )
             for server, message in failures:
                 self.conv.emit(self.turn.turn_id, ToolSourceFailed(server, message))
@@ -278,7 +282,11 @@ class TurnRun:
                     "mcp" if mcp is not None else "client",
                     mcp.server if mcp is not None else None,
                 )
-                outcome = await tools.run(request, entry)
+                outcome = await tools.run(
+                    request,
+                    entry,
+                    lambda: conv.note(turn_id, ToolCallStarted(call.call_id)),
+                )
             self.outcomes[index] = outcome
             if debug:
                 log.debug(

@@ -48,6 +48,18 @@ class Work:
     keys: tuple[str, ...] = ()
 
 
+@dataclass(slots=True)
+class Later:
+    """What Work's `run()` returns to answer only when `answer` completes, without holding its keys.
+
+    The keys are released as soon as `run()` returns, so later requests on them
+    (a cancel, a status query) go ahead while this one waits: a request whose
+    answer comes when a long job ends (ACP's `session/prompt`).
+    """
+
+    answer: Awaitable[Any]
+
+
 Handler = Callable[[Any], Any]
 NotificationHandler = Callable[[Any], None]
 ErrorMapper = Callable[[Exception], RpcError]
@@ -78,6 +90,7 @@ class Connection:
         framing: Framing | None = None,
         max_message_bytes: int = 16 << 20,
         too_large_code: int = ErrorCode.INTERNAL_ERROR,
+        cancel_form: tuple[str, str] = ("$/cancelRequest", "id"),
     ) -> None:
         self._stream = stream
         self.max_message_bytes = max_message_bytes
@@ -91,7 +104,8 @@ class Connection:
         self._notifications: dict[str, NotificationHandler] = {}
         self._map_error: ErrorMapper = internal_error
         self._sequencer = KeyedSequencer()
-        self._server_requests = ServerRequests(self.outbound.send)
+        # How a request of ours that we give up on is cancelled: (method, id param).
+        self._server_requests = ServerRequests(self.outbound.send, cancel_form)
         # Requests running as tasks, by id (a method called as a notification
         # gets a key no id equals: waited for, never cancellable).
         self._inflight: dict[Hashable, anyio.CancelScope] = {}
@@ -275,6 +289,9 @@ class Connection:
                     self._start(key, method, answer, result.run, None, keys)
                     return
                 result = result.run()
+            if type(result) is Later:
+                self._start(key, method, answer, None, result.answer, ())
+                return
             if _awaitable(result):
                 self._start(key, method, answer, None, result, keys)
                 return
@@ -317,6 +334,11 @@ class Connection:
                     if ticket is not None:
                         await ticket.wait()
                     result = run() if run is not None else awaitable
+                    if type(result) is Later:
+                        if ticket is not None:
+                            ticket.release()
+                            ticket = None
+                        result = result.answer
                     if _awaitable(result):
                         result = await result
                     response = {"jsonrpc": "2.0", "id": key, "result": result}

@@ -40,6 +40,8 @@ class McpTool:
     name: str
     description: str
     input_schema: dict[str, Any]
+    # The hub's key of the server when it is not `server`: a conversation's own (add_servers).
+    key: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -54,13 +56,52 @@ class _Server:
 
 
 class McpHub:
-    """The configured MCP servers: each started on first need and kept for the hub's life."""
+    """The MCP servers: each started on first need and kept for the hub's life.
+
+    `servers` are the configured ones, shared by every conversation. A
+    conversation may bring servers of its own (ACP's `session/new.mcpServers`):
+    add_servers keeps them under keys of their own, "OWNER:NAME", that no
+    configured name can equal, until remove_servers ends them.
+    """
 
     def __init__(self, servers: Mapping[str, McpServerSettings]) -> None:
         self.servers = dict(servers)
         self._state = {name: _Server(settings) for name, settings in self.servers.items()}
+        # The keys of each owner's own servers.
+        self._owned: dict[str, list[str]] = {}
         self._group: TaskGroup | None = None
         self._closed = False
+
+    def settings(self, key: str) -> McpServerSettings:
+        """The settings of a configured server, or of an owner's own by its key."""
+        return self._state[key].settings
+
+    def add_servers(self, owner: str, servers: Sequence[McpServerSettings]) -> tuple[str, ...]:
+        """Servers of one owner (a conversation): their keys; any it had before are ended.
+
+        Each starts on first need, like a configured one. The model sees its
+        tools as NAME__TOOL (its own name), whoever else has a server so named.
+        """
+        self.remove_servers(owner)
+        keys: list[str] = []
+        for settings in servers:
+            key = f"{owner}:{settings.name}"
+            n = 1
+            while key in self._state:
+                n += 1
+                key = f"{owner}:{settings.name}#{n}"
+            self._state[key] = _Server(settings)
+            keys.append(key)
+        if keys:
+            self._owned[owner] = keys
+        return tuple(keys)
+
+    def remove_servers(self, owner: str) -> None:
+        """End an owner's own servers and forget them."""
+        for key in self._owned.pop(owner, ()):
+            server = self._state.pop(key)
+            if server.connection is not None:
+                server.connection.stop()
 
     async def __aenter__(self) -> "McpHub":
         group = anyio.create_task_group()
@@ -102,8 +143,8 @@ class McpHub:
             if not connection.live:
                 # It failed to start, or ended since; its reason is set once it has ended.
                 await connection.ended.wait()
-                server = self._state[name]
-                if server.connection is connection:
+                server = self._state.get(name)
+                if server is not None and server.connection is connection:
                     server.end_reported = True
                 failures.append((name, _failure(connection, with_start=True)))
                 continue
@@ -111,12 +152,28 @@ class McpHub:
                 (name, tool.name, tool.description or "", tool.input_schema)
                 for tool in connection.tools
             )
-        names = model_names([(server, tool) for server, tool, _, _ in listed])
-        tools = [
-            McpTool(server, tool, name, description, schema)
-            for name, (server, tool, description, schema) in zip(names, listed, strict=True)
+        shown = [self._shown(key) for key, _, _, _ in listed]
+        pairs = [(server, tool) for server, (_, tool, _, _) in zip(shown, listed, strict=True)]
+        # A server's own key tells two servers of one name apart (configured keys are names).
+        identities = [
+            None if key == server else f"{key}/{tool}"
+            for server, (key, tool, _, _) in zip(shown, listed, strict=True)
         ]
-        return tools, failures
+        names = model_names(pairs, identities)
+        tools = [
+            McpTool(server, tool, name, description, schema, None if key == server else key)
+            for name, server, (key, tool, description, schema) in zip(
+                names, shown, listed, strict=True
+            )
+        ]
+        return tools, [(self._shown(key), message) for key, message in failures]
+
+    def _shown(self, key: str) -> str:
+        """The name clients and the model see for a server: a configured one's key, else its own."""
+        server = self._state.get(key)
+        if key in self.servers or server is None:
+            return key
+        return server.settings.name
 
     def _connection(self, name: str) -> "Connection | str":
         """The server's connection, started if it needs to be; or why there is none."""
@@ -145,7 +202,7 @@ class McpHub:
 
     async def call(self, tool: McpTool, arguments: dict[str, Any]) -> ToolOutcome:
         """Call a tool; a failure (the server's or its death) is a failed outcome, not an error."""
-        server = self._state.get(tool.server)
+        server = self._state.get(tool.key or tool.server)
         connection = server.connection if server is not None else None
         if connection is None or not connection.live:
             reason = f": {_failure(connection)}" if connection and connection.failure else ""

@@ -14,7 +14,9 @@
 // what happened), 1 when it failed or timed out.
 
 import { spawn } from 'node:child_process';
-import rpc from 'vscode-jsonrpc/node.js';
+import { createRequire } from 'node:module';
+// vscode-jsonrpc is installed in .ci/node (npm ci --prefix .ci/node); its path is argv[3].
+const rpc = createRequire(`${process.argv[3]}/`)('vscode-jsonrpc/node.js');
 
 const { createMessageConnection, StreamMessageReader, StreamMessageWriter } = rpc;
 

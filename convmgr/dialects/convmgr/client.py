@@ -23,6 +23,10 @@ class ConnectionClient:
         """Whether the client said it answers approval requests."""
         return self.approvals
 
+    def needs_approval(self, name: str) -> bool:
+        """Never: in this dialect the client runs its own tools and may ask its user itself."""
+        return False
+
     async def call_tool(self, request: ToolRequest) -> ToolOutcome:
         """`tool/call`; an error or a malformed answer is a failed call (logged)."""
         params = {

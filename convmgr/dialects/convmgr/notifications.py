@@ -100,6 +100,9 @@ class EventWriter:
         # 1-2 % of the server's whole cost per delta.
         if type(event) is e.AgentMessageDelta:
             wire = {"type": "agentMessageDelta", "delta": event.delta}
+        elif type(event) is e.ToolCallStarted:
+            # This protocol has no such event (it takes no seq: see Conversation.note).
+            return
         else:
             wire = wire_event(event)
         self._outbound.send(

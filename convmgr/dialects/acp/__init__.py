@@ -1,0 +1,1 @@
+"""ACP, the Agent Client Protocol (PROTOCOL section 10): `convmgr acp`, for editors."""
