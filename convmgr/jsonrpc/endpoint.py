@@ -82,8 +82,12 @@ class _Waiting:
 class ServerRequests:
     """The server's requests to the client, with ids "s1", "s2", ...; see the module docstring."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(
+        self, send: Send, cancel_notice: tuple[str, str] = ("$/cancelRequest", "id")
+    ) -> None:
+        """`cancel_notice`: the notification and its id param for a request given up on."""
         self._send = send
+        self._cancel_method, self._cancel_param = cancel_notice
         self._numbers = itertools.count(1)
         self._last_id = ""
         # An empty method table: client requests never go through the Endpoint.
@@ -100,7 +104,8 @@ class ServerRequests:
 
         Raises RpcError when the client answers with an error, and ClientGone when
         its input has ended (no answer can come). When the caller is cancelled, the
-        client is sent `$/cancelRequest` and a later answer is ignored.
+        client is sent `$/cancelRequest` (or the dialect's cancel notice) and a later
+        answer is ignored.
         """
         if self._closed:
             raise ClientGone(f"{method}: the client's input has ended")
@@ -112,7 +117,11 @@ class ServerRequests:
         except BaseException:
             if self._waiting.pop(msg_id, None) is not None:
                 self._send(
-                    {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": msg_id}}
+                    {
+                        "jsonrpc": "2.0",
+                        "method": self._cancel_method,
+                        "params": {self._cancel_param: msg_id},
+                    }
                 )
                 self._settle(msg_id, "cancelled by the server")
             raise
