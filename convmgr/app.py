@@ -12,10 +12,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -167,6 +168,13 @@ async def open_configured_store(args: argparse.Namespace) -> ConversationStore:
     return store
 
 
+class SessionServer(Protocol):
+    """What a session needs of its dialect's server (the convmgr dialect's Server, say)."""
+
+    exit_requested: anyio.Event  # set when the client asks the process to end
+    shut_down: bool  # set when the session ends: later requests are refused
+
+
 class Session:
     """How a session ends (PROTOCOL section 2): the first reason to stop wins.
 
@@ -179,7 +187,7 @@ class Session:
         self,
         conn: Connection,
         manager: ConversationManager,
-        server: Server,
+        server: SessionServer,
         store: ConversationStore,
         options: ServeOptions,
     ) -> None:
@@ -295,8 +303,14 @@ async def serve(
         tg.cancel_scope.cancel()
 
 
-async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
-    """The whole life of a stdio session."""
+# A session over a byte stream: `serve`, or another dialect's (convmgr.mcp_app.serve_mcp).
+ServeSession = Callable[..., Awaitable[None]]
+
+
+async def run_server(
+    args: argparse.Namespace, in_fd: int, out_fd: int, serve_session: ServeSession = serve
+) -> None:
+    """The whole life of a stdio session (`serve_session` takes `serve`'s arguments)."""
     configuration = load_configuration(args.config, args.max_message_bytes)
     providers = configuration.providers
     store = await open_configured_store(args)
@@ -307,7 +321,7 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
         async with AsyncExitStack() as stack:
             if hub is not None:
                 await stack.enter_async_context(hub)
-            await serve(
+            await serve_session(
                 StdioStream(in_fd, out_fd),
                 store,
                 providers,
@@ -331,7 +345,9 @@ _TERMINAL_HINT = (
 )
 
 
-def serve_stdio(args: argparse.Namespace) -> int:
+def serve_stdio(
+    args: argparse.Namespace, serve_session: ServeSession = serve, hint: str = _TERMINAL_HINT
+) -> int:
     """Run the server on this process's stdin/stdout; the exit status."""
     # uvloop halves the event loop's cost per wake-up: with 100 HTTP streams
     # at once, the loop's p99 latency went from 10-24 ms to 3-4 ms here. It is
@@ -339,10 +355,12 @@ def serve_stdio(args: argparse.Namespace) -> int:
     backend_options = {"use_uvloop": True}
     if os.isatty(0):
         # Someone typed `convmgr` at a prompt: say what it waits for.
-        sys.stderr.write(_TERMINAL_HINT)
+        sys.stderr.write(hint)
     try:
         with protected_stdio() as (in_fd, out_fd):
-            anyio.run(run_server, args, in_fd, out_fd, backend_options=backend_options)
+            anyio.run(
+                run_server, args, in_fd, out_fd, serve_session, backend_options=backend_options
+            )
     except StartupError as exc:
         sys.stderr.write(f"convmgr: {exc}\n")
         return 2

@@ -1,4 +1,4 @@
-"""The `convmgr` command line: serve (default), exec, doctor, schema, export, import."""
+"""The `convmgr` command line: serve (default), mcp, exec, doctor, schema, export, import."""
 
 import argparse
 import gc
@@ -115,7 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the stdio JSON-RPC server (the default)")
-    for target in (parser, serve):
+    mcp = commands.add_parser(
+        "mcp",
+        help="run an MCP server on stdio: conversations as MCP tools and resources",
+        description="Serve conversations to MCP hosts (Claude Desktop, VS Code, Cursor, "
+        "the MCP Inspector) as six tools and conversation:// resources, over the same "
+        "store, providers and MCP tool sources as `convmgr serve`.",
+        epilog=_MCP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for target in (parser, serve, mcp):
         target.add_argument(
             "--framing",
             choices=("auto", "ndjson", "lsp"),
@@ -188,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     return parser
 
+
+_MCP_EPILOG = """\
+An MCP host spawns it, e.g. in claude_desktop_config.json:
+  {"mcpServers": {"convmgr": {"command": "convmgr", "args": ["mcp"]}}}
+
+tools: conversation_start, conversation_reply, conversation_fork,
+conversation_get, conversation_list, conversation_remove
+resources: conversation://ID (a stored conversation's history, as JSON)
+
+examples:
+  convmgr mcp --config ~/.config/convmgr/openai.toml
+  npx @modelcontextprotocol/inspector-cli --cli convmgr mcp --method tools/list
+"""
 
 _EXEC_EPILOG = """\
 The reply streams to stdout as plain text (with --json: one JSON object a line,
@@ -312,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         gc.freeze()
         gc.enable()
         return serve_stdio(args)
+    if command == "mcp":
+        _setup_logging(args)
+        gc.disable()
+        from convmgr.mcp_app import serve_mcp_stdio
+
+        gc.freeze()
+        gc.enable()
+        return serve_mcp_stdio(args)
     if command == "exec":
         _setup_logging(args)
         from convmgr.exec_cli import exec_command
