@@ -5,6 +5,7 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -324,24 +325,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
-    if command == "serve":
+    if command in ("serve", "mcp"):
         _setup_logging(args)
         # Start-up allocates many long-lived objects: collecting during the
         # imports only costs time, and freezing them keeps later collections short.
         gc.disable()
-        from convmgr.app import serve_stdio
+        run: Callable[[argparse.Namespace], int]
+        if command == "serve":
+            from convmgr.app import serve_stdio
 
+            run = serve_stdio
+        else:
+            from convmgr.mcp_app import serve_mcp_stdio
+
+            run = serve_mcp_stdio
         gc.freeze()
         gc.enable()
-        return serve_stdio(args)
-    if command == "mcp":
-        _setup_logging(args)
-        gc.disable()
-        from convmgr.mcp_app import serve_mcp_stdio
-
-        gc.freeze()
-        gc.enable()
-        return serve_mcp_stdio(args)
+        return run(args)
     if command == "exec":
         _setup_logging(args)
         from convmgr.exec_cli import exec_command

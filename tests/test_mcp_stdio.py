@@ -11,6 +11,7 @@ same store. Nothing waits for time to pass: events and answers drive each step.
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_wire_check import WireLog
 from provider_config import write_provider_config
+
+from convmgr.dialects.mcp.tools import TOOLS
 
 pytestmark = pytest.mark.anyio
 
@@ -313,14 +316,7 @@ def inspector(tmp_path: Path, *method: str) -> Any:
 def test_the_inspector_cli_lists_the_tools(tmp_path: Path) -> None:
     listed = inspector(tmp_path, "--method", "tools/list")
     tools = {tool["name"]: tool for tool in listed["tools"]}
-    assert set(tools) == {
-        "conversation_start",
-        "conversation_reply",
-        "conversation_fork",
-        "conversation_get",
-        "conversation_list",
-        "conversation_remove",
-    }
+    assert list(tools) == [tool["name"] for tool in TOOLS]
     assert all("outputSchema" in tool and "inputSchema" in tool for tool in tools.values())
 
 
@@ -348,3 +344,53 @@ def test_the_inspector_cli_calls_a_tool(tmp_path: Path) -> None:
     )
     assert failed["isError"] is True
     assert failed["structuredContent"]["error"]["code"] == "not_found"
+
+
+# --- the README's set-up ------------------------------------------------------------------
+
+
+def readme_section() -> str:
+    """The README's "Use it from an MCP host" section."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Use it from an MCP host")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def host_snippets() -> list[dict[str, Any]]:
+    """Each server entry of the section's JSON snippets (mcpServers, or VS Code's servers)."""
+    blocks = readme_section().split("```json\n")[1:]
+    entries = []
+    for block in blocks:
+        config = json.loads(block.split("```", 1)[0])
+        servers = config.get("mcpServers") or config["servers"]
+        entries.extend(servers.values())
+    return entries
+
+
+@pytest.mark.parametrize("entry", host_snippets(), ids=lambda e: " ".join(e["args"]))
+async def test_the_readme_host_snippets_start_a_working_server(
+    tmp_path: Path, entry: dict[str, Any]
+) -> None:
+    assert entry["command"] == "convmgr" and entry["args"][0] == "mcp"
+    assert entry.get("type", "stdio") == "stdio"
+    server = Server(tmp_path, *entry["args"][1:], "--no-store")
+    server.env.update(entry.get("env", {}))
+    async with sdk_session(server) as session:
+        tools = await session.list_tools()
+        assert len(tools.tools) == 6
+    server.log().check()
+
+
+def test_the_readme_inspector_one_liner_calls_a_tool(tmp_path: Path) -> None:
+    (command,) = [
+        line
+        for line in readme_section().splitlines()
+        if line.startswith("npx @modelcontextprotocol/inspector --cli convmgr mcp")
+    ]
+    # The full Inspector needs Node 22; its CLI flags are inspector-cli's (installed here).
+    flags = shlex.split(command)[
+        len(shlex.split("npx @modelcontextprotocol/inspector --cli convmgr mcp")) :
+    ]
+    flags.remove("--no-store")  # inspector() passes it
+    called = inspector(tmp_path, *flags)
+    assert called["structuredContent"]["reply"] == "Hello from the Inspector"
