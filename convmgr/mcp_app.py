@@ -48,7 +48,7 @@ async def serve_mcp(
     """One MCP session over `stream` on an open store, to its end (as app.serve)."""
     conn = Connection(
         stream,
-        framing=framing or "ndjson",
+        framing=framing,
         max_message_bytes=max_message_bytes,
         answer_cancelled=False,
         cancel_notice=("notifications/cancelled", "requestId"),
