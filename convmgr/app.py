@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +173,10 @@ class SessionServer(Protocol):
     shut_down: bool  # set when the session stops: later requests are refused
     exit_requested: anyio.Event  # the dialect's way of ending the session, if it has one
 
+
+class FrontServer(SessionServer, Protocol):
+    """A Front's method table: a SessionServer that also warms up after the first answer."""
+
     async def warm_up(self) -> None:
         """Build, after the first answer, what later requests will need."""
         ...
@@ -193,7 +197,7 @@ class Front(Protocol):
 
     def bind(
         self, manager: ConversationManager, providers: ProviderRegistry, store: ConversationStore
-    ) -> SessionServer:
+    ) -> FrontServer:
         """The dialect's method table over the manager (registered on the connection)."""
         ...
 
@@ -352,21 +356,29 @@ def front_of(args: argparse.Namespace) -> FrontFactory:
     return ConvmgrFront
 
 
-async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
-    """The whole life of a stdio session."""
+# A session over a byte stream: `serve`, or another dialect's (convmgr.mcp_app.serve_mcp).
+ServeSession = Callable[..., Awaitable[None]]
+
+
+async def run_server(
+    args: argparse.Namespace, in_fd: int, out_fd: int, serve_session: ServeSession = serve
+) -> None:
+    """The whole life of a stdio session (`serve_session` takes `serve`'s arguments)."""
     front = front_of(args)
+    # `serve` speaks the dialect `front` gives; another session function is its own dialect.
+    dialect = {"front": front} if serve_session is serve else {}
     configuration = load_configuration(args.config, args.max_message_bytes)
     providers = configuration.providers
     store = await open_configured_store(args)
     # The servers start on first need; leaving the hub ends them (within a second).
-    wants_hub = configuration.mcp_servers or front.own_mcp_servers
+    wants_hub = configuration.mcp_servers or (dialect and front.own_mcp_servers)
     hub = McpHub(configuration.mcp_servers) if wants_hub else None
     limits = ToolLimits(args.tool_timeout, configuration.max_tool_rounds)
     try:
         async with AsyncExitStack() as stack:
             if hub is not None:
                 await stack.enter_async_context(hub)
-            await serve(
+            await serve_session(
                 StdioStream(in_fd, out_fd),
                 store,
                 providers,
@@ -377,7 +389,7 @@ async def run_server(args: argparse.Namespace, in_fd: int, out_fd: int) -> None:
                 signals=True,
                 hub=hub,
                 tool_limits=limits,
-                front=front,
+                **dialect,
             )
     finally:
         with anyio.CancelScope(shield=True):
@@ -391,7 +403,9 @@ _TERMINAL_HINT = (
 )
 
 
-def serve_stdio(args: argparse.Namespace) -> int:
+def serve_stdio(
+    args: argparse.Namespace, serve_session: ServeSession = serve, hint: str = _TERMINAL_HINT
+) -> int:
     """Run the server on this process's stdin/stdout; the exit status."""
     # uvloop halves the event loop's cost per wake-up: with 100 HTTP streams
     # at once, the loop's p99 latency went from 10-24 ms to 3-4 ms here. It is
@@ -399,10 +413,12 @@ def serve_stdio(args: argparse.Namespace) -> int:
     backend_options = {"use_uvloop": True}
     if os.isatty(0):
         # Someone typed `convmgr` at a prompt: say what it waits for.
-        sys.stderr.write(_TERMINAL_HINT)
+        sys.stderr.write(hint)
     try:
         with protected_stdio() as (in_fd, out_fd):
-            anyio.run(run_server, args, in_fd, out_fd, backend_options=backend_options)
+            anyio.run(
+                run_server, args, in_fd, out_fd, serve_session, backend_options=backend_options
+            )
     except StartupError as exc:
         sys.stderr.write(f"convmgr: {exc}\n")
         return 2

@@ -1,10 +1,11 @@
-"""The `convmgr` command line: serve (default), exec, doctor, schema, export, import."""
+"""The `convmgr` command line: serve (default), mcp, exec, doctor, schema, export, import."""
 
 import argparse
 import gc
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -123,7 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # ACP is newline-delimited JSON only; every other flag is serve's.
     acp.set_defaults(framing="ndjson")
-    for target in (parser, serve, acp):
+    mcp = commands.add_parser(
+        "mcp",
+        help="run an MCP server on stdio: conversations as MCP tools and resources",
+        description="Serve conversations to MCP hosts (Claude Desktop, VS Code, Cursor, "
+        "the MCP Inspector) as six tools and conversation:// resources, over the same "
+        "store, providers and MCP tool sources as `convmgr serve`.",
+        epilog=_MCP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for target in (parser, serve, acp, mcp):
         if target is not acp:
             target.add_argument(
                 "--framing",
@@ -197,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     return parser
 
+
+_MCP_EPILOG = """\
+An MCP host spawns it, e.g. in claude_desktop_config.json:
+  {"mcpServers": {"convmgr": {"command": "convmgr", "args": ["mcp"]}}}
+
+tools: conversation_start, conversation_reply, conversation_fork,
+conversation_get, conversation_list, conversation_remove
+resources: conversation://ID (a stored conversation's history, as JSON)
+
+examples:
+  convmgr mcp --config ~/.config/convmgr/openai.toml
+  npx @modelcontextprotocol/inspector-cli --cli convmgr mcp --method tools/list
+"""
 
 _EXEC_EPILOG = """\
 The reply streams to stdout as plain text (with --json: one JSON object a line,
@@ -311,16 +334,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
-    if command in ("serve", "acp"):
+    if command in ("serve", "acp", "mcp"):
         _setup_logging(args)
         # Start-up allocates many long-lived objects: collecting during the
         # imports only costs time, and freezing them keeps later collections short.
         gc.disable()
-        from convmgr.app import serve_stdio
+        run: Callable[[argparse.Namespace], int]
+        if command in ("serve", "acp"):
+            from convmgr.app import serve_stdio
 
+            run = serve_stdio
+        else:
+            from convmgr.mcp_app import serve_mcp_stdio
+
+            run = serve_mcp_stdio
         gc.freeze()
         gc.enable()
-        return serve_stdio(args)
+        return run(args)
     if command == "exec":
         _setup_logging(args)
         from convmgr.exec_cli import exec_command

@@ -74,10 +74,11 @@ class Peer:
 async def connected(
     methods: dict[str, Callable[[Any], Any]],
     notifications: dict[str, Callable[[Any], None]] | None = None,
+    **options: Any,
 ) -> AsyncIterator[tuple[Connection, Peer]]:
-    """A Connection with these handlers, reading until the peer closes its output."""
+    """A Connection with these handlers (and options), reading until the peer closes its output."""
     server_end, client_end = memory_pipe()
-    conn = Connection(server_end)
+    conn = Connection(server_end, **options)
     for name, handler in methods.items():
         conn.method(name, handler)
     for name, handler in (notifications or {}).items():

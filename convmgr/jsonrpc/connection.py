@@ -91,8 +91,15 @@ class Connection:
         max_message_bytes: int = 16 << 20,
         too_large_code: int = ErrorCode.INTERNAL_ERROR,
         cancel_form: tuple[str, str] = ("$/cancelRequest", "id"),
+        answer_cancelled: bool = True,
     ) -> None:
+        """`answer_cancelled`: a cancelled request is answered -32800 (LSP) or not at all (MCP).
+
+        `cancel_form`: the notification, and its id param, that tells the
+        client a request of ours is given up.
+        """
         self._stream = stream
+        self._answer_cancelled = answer_cancelled
         self.max_message_bytes = max_message_bytes
         self.outbound = Outbound(
             stream, max_response_bytes=max_message_bytes, too_large_code=too_large_code
@@ -132,7 +139,7 @@ class Connection:
     # --- requests in flight ---------------------------------------------------
 
     def cancel(self, request_id: RequestId) -> None:
-        """Cancel the client's request of that id if it still runs (it answers -32800)."""
+        """Cancel the client's request of that id if it still runs (it answers -32800, or not)."""
         if not valid_id(request_id):
             return
         scope = self._inflight.get(request_id)
@@ -140,7 +147,7 @@ class Connection:
             scope.cancel()
 
     def cancel_all(self) -> None:
-        """Cancel every request still running (they answer -32800)."""
+        """Cancel every request still running (they answer -32800, or not)."""
         for scope in self._inflight.values():
             scope.cancel()
 
@@ -346,9 +353,12 @@ class Connection:
                 self._failed(key, method, answer, exc)
             else:
                 if response is None and answer:
-                    response = _error(key, ErrorCode.REQUEST_CANCELLED, "request cancelled")
+                    if self._answer_cancelled:
+                        response = _error(key, ErrorCode.REQUEST_CANCELLED, "request cancelled")
+                    else:
+                        self._unanswered(key)
                 if response is None:
-                    log.debug("notification %s cancelled", method)
+                    log.debug("%s %s cancelled", "request" if answer else "notification", method)
                 elif answer:
                     self._respond(key, response)
         finally:
@@ -376,6 +386,13 @@ class Connection:
                 self._maybe_flush_batch(batch)
                 return
         self.outbound.send(message)
+
+    def _unanswered(self, msg_id: Any) -> None:
+        """A request that gets no answer (a cancelled one, in MCP): its batch stops waiting."""
+        batch = self._batch_of.pop(msg_id, None)
+        if batch is not None:
+            batch.expected -= 1
+            self._maybe_flush_batch(batch)
 
     def _reply(self, message: dict[str, Any], batch: _Batch | None) -> None:
         """Answer a message that did not become a request (it has no batch slot yet)."""

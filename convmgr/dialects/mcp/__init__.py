@@ -1,0 +1,1 @@
+"""The MCP dialect (`convmgr mcp`): conversations as MCP tools and resources."""
