@@ -438,3 +438,27 @@ async def test_a_hundred_conversations_loop_ten_rounds_at_once() -> None:
         ids = [r["id"] for r in client.from_server]
         assert len(set(ids)) == len(ids)
         assert json.dumps(seen)  # every event is JSON
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"result": text_result("x"), "error": {"code": 1, "message": "both"}},
+        {"error": {"code": "not-an-int", "message": "bad code"}},
+    ],
+    ids=["result-and-error", "non-integer-code"],
+)
+async def test_a_malformed_response_fails_the_call_at_once(reply: Message) -> None:
+    # A long tool timeout: the call must not wait for it.
+    async with session(tool_limits=ToolLimits(tool_timeout_s=600)) as client:
+        await new(client, "c", [LOOKUP])
+        await client.result(
+            "sendUserTurn", {"conversationId": "c", "input": text_input("/call lookup {}")}
+        )
+        request = await client.server_request()
+        await client.send({"jsonrpc": "2.0", "id": request["id"], **reply})
+        events = await client.collect_turn("c", timeout=10)
+        (result,) = of_type(events, "toolResult")
+        assert result["isError"] and "malformed answer" in result["content"][0]["text"]
+        # Nothing was sent back for the bad answer: the next message is ping's.
+        assert await client.result("ping") == {}

@@ -236,6 +236,12 @@ class Connection:
     def _on_message(self, value: Any, batch: _Batch | None) -> None:
         checked = classify(value)
         if isinstance(checked, Invalid):
+            if (
+                type(value) is dict
+                and "method" not in value
+                and self._server_requests.reject(checked.id, checked.reason)
+            ):
+                return  # a bad answer to our request: that request fails, nothing is sent
             if not checked.answer:
                 log.warning("ignoring a malformed notification: %s", checked.reason)
                 return

@@ -151,6 +151,21 @@ class ServerRequests:
         )
         self._settle(msg_id, waiting.error.message)
 
+    def reject(self, msg_id: object, reason: str) -> bool:
+        """A malformed answer to one of our requests: it fails now; whether one was waiting.
+
+        Waiting out the timeout would gain nothing: no valid answer follows a bad one.
+        """
+        if not isinstance(msg_id, str):
+            return False
+        waiting = self._waiting.pop(msg_id, None)
+        if waiting is None:
+            return False
+        log.warning("a malformed answer to request %s: %s", msg_id, reason)
+        waiting.error = RpcError(ErrorCode.INVALID_REQUEST, f"malformed answer: {reason}")
+        self._settle(msg_id, waiting.error.message)
+        return True
+
     def close(self) -> None:
         """The client's input has ended: every waiting request, and every later one, fails."""
         self._closed = True
