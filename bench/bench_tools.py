@@ -21,6 +21,9 @@ rounds as it likes by answering `/call lookup {"step": N+1}`.
    rounds (`{"step": 1}` .. `{"step": 10}`, then the answer `done 10` ends
    the turn), the next turn sent when its turnComplete is read; `--no-store`
    (target >= 5,000 calls/s) and with the store, alternating runs.
+3. interrupt (`--no-store`): the client holds a `tool/call` and interrupts the
+   turn; from writing `interruptConversation` to reading the `$/cancelRequest`
+   for the held call and the `turnAborted` (target: within 100 ms), 300 times.
 
 The client is one thread that reads stdout in large `os.read` chunks, matches
 lines by prefix or marker (no JSON parsing), and answers with pre-built bytes,
@@ -77,6 +80,8 @@ STEP = b'"arguments":{"step":'
 TOOL_RESULT = b'"type":"toolResult"'
 COMPLETE = b'"type":"turnComplete"'
 UNEXPECTED_END = (b'"type":"turnFailed"', b'"type":"turnAborted"')
+ABORTED = b'"type":"turnAborted"'
+CANCEL_REQUEST = b'"method":"$/cancelRequest"'
 ERROR = b'"error":'
 
 # The client's answers, pre-built: a tool/call id and a text (already JSON-escaped).
@@ -93,6 +98,7 @@ class Sizes:
     turns: int = 10  # per conversation and run
     rounds: int = 10  # tool calls per turn
     runs: int = 3  # throughput runs of each kind, alternating
+    interrupts: int = 300
 
 
 QUICK = Sizes(
@@ -103,6 +109,7 @@ QUICK = Sizes(
     turns=2,
     rounds=10,
     runs=1,
+    interrupts=20,
 )
 
 
@@ -486,8 +493,61 @@ class Bench:
             )
         )
 
+    def interrupt(self) -> None:
+        """Interrupt while the client holds a tool/call: how soon the turn ends (target 100 ms)."""
+        server = self.spawn(["--no-store"])
+        try:
+            server.new_conversations(["int"])
+            to_cancel: list[float] = []
+            to_end: list[float] = []
+            msg_id = 10_000
+            for _ in range(self.sizes.interrupts):
+                msg_id += 2
+                server.write(turn_request(msg_id, "int", '/call lookup {"step": 1}'))
+                sent = 0.0
+                cancelled = ended = False
+                while not ended:
+                    lines = server.lines()
+                    now = time.perf_counter()
+                    for line in lines:
+                        if line.startswith(REQUEST_PREFIX) and not sent:
+                            # Hold the call; interrupt the turn instead.
+                            server.write(
+                                encode(
+                                    msg_id + 1, "interruptConversation", {"conversationId": "int"}
+                                )
+                            )
+                            sent = time.perf_counter()
+                        elif CANCEL_REQUEST in line and sent and not cancelled:
+                            to_cancel.append(now - sent)
+                            cancelled = True
+                        elif ABORTED in line:
+                            to_end.append(now - sent)
+                            ended = True
+                if not cancelled:
+                    raise ServerError("no $/cancelRequest for the held tool/call")
+        finally:
+            self.finish(server)
+        for label, values in (("$/cancelRequest", to_cancel), ("turnAborted", to_end)):
+            ms = sorted(v * 1000 for v in values)
+            worst = ms[-1]
+            self.add(
+                Row(
+                    f"interrupt during a tool call -> {label}, max",
+                    "<= 100 ms" if label == "turnAborted" else "",
+                    worst,
+                    "ms",
+                    worst <= 100 if label == "turnAborted" else None,
+                    f"p50 {statistics.median(ms):.2f} ms over {len(ms)} interrupts",
+                )
+            )
 
-PHASES = {"latency": Bench.latency, "throughput": Bench.throughput}
+
+PHASES = {
+    "latency": Bench.latency,
+    "throughput": Bench.throughput,
+    "interrupt": Bench.interrupt,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
