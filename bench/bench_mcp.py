@@ -80,6 +80,11 @@ async def measure(calls: int, rows: list[Row]) -> None:
         rows.append(Row("  event loop late meanwhile (max)", "", lag_ms, "ms", None, "1 ms ticker"))
         tool = next(t for t in tools if t.tool == "get_current_time")
         await direct_vs_hub(hub, tool, calls, rows)
+        exit_started = time.perf_counter()
+    exit_ms = (time.perf_counter() - exit_started) * 1000
+    rows.append(
+        Row("leaving the hub (its server stopped)", "<= 1,000 ms", exit_ms, "ms", exit_ms <= 1000)
+    )
     await direct_vs_server(calls, rows)
 
 

@@ -5,7 +5,6 @@ Every message convmgr writes is validated strictly against `acp.schema`
 """
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +156,11 @@ async def test_cancel_mid_prompt_answers_cancelled(tmp_path: Path) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(prompt)
             await editor.asked.wait()  # the turn is waiting for the user's decision
-            cancelled_at = time.perf_counter()
             await conn.cancel(session_id=sid)
-        elapsed = time.perf_counter() - cancelled_at
+        # The prompt answered while the user's decision was still pending: the cancel
+        # reached the turn. How soon is bench/bench_acp.py's to measure, not a test's.
         never.set()
         assert result[0].stop_reason == "cancelled"
-        assert elapsed < 1.0, f"cancel took {elapsed * 1000:.0f} ms"
         assert editor.writes == []
         # The permission request still open was given up with ACP's own cancel form.
         assert any(m.get("method") == "$/cancel_request" for m in wire.received)

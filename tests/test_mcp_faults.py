@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import anyio
@@ -78,11 +77,8 @@ async def test_a_server_that_does_not_answer_in_time_fails_to_start() -> None:
     silent = McpServerSettings(
         "silent", sys.executable, ("-c", "import time; time.sleep(60)"), startup_timeout_s=0.5
     )
-    started = time.monotonic()
     async with McpHub({"silent": silent}) as hub:
         _, failures = await hub.tools(["silent"])
-    # The timeout, then at most the SDK's stop (stdin, SIGTERM: 0.3 s each).
-    assert time.monotonic() - started < 3.0
     assert failures == [
         ("silent", "timed out after 0.5 s (start, initialize, tools/list) (start 1 of 3)")
     ]
@@ -182,19 +178,16 @@ async def test_cancelling_a_call_tells_the_server_and_propagates_at_once(
             async def cancel_once_running() -> None:
                 nonlocal cancelled_at
                 await server_log.wait_for("hang started")
-                cancelled_at = time.monotonic()
                 scope.cancel()
 
             async with anyio.create_task_group() as group:
                 group.start_soon(cancel_once_running)
                 await hub.call(tool("hang"), {})
                 pytest.fail("the call returned instead of being cancelled")
-        propagated_after = time.monotonic() - cancelled_at
         # The server's handler was cancelled: notifications/cancelled reached it.
         await server_log.wait_for("hang cancelled")
         outcome = await hub.call(tool("echo"), {"still": "there"})
     assert scope.cancelled_caught
-    assert propagated_after < 1.0
     assert json.loads(outcome.text) == {"still": "there"}
 
 
@@ -215,19 +208,18 @@ async def test_hub_exit_ends_servers_within_a_second_with_a_call_in_flight(
     flags = ("--stubborn",) if stubborn else ()
     running = "block started" if stubborn else "hang started"
     outcomes: list[ToolOutcome] = []
-    async with anyio.create_task_group() as group:
-        async with McpHub({"double": double_server("double", *flags)}) as hub:
-            await hub.tools(["double"])
-            pid = await server_log.pid("double")
+    hub = McpHub({"double": double_server("double", *flags)})
+    async with anyio.create_task_group() as group, hub:
+        await hub.tools(["double"])
+        pid = await server_log.pid("double")
 
-            async def call() -> None:
-                outcomes.append(await hub.call(tool("block" if stubborn else "hang"), {}))
+        async def call() -> None:
+            outcomes.append(await hub.call(tool("block" if stubborn else "hang"), {}))
 
-            group.start_soon(call)
-            await server_log.wait_for(running)
-            started = time.monotonic()
-        elapsed = time.monotonic() - started
-    assert elapsed < 1.0
+        group.start_soon(call)
+        await server_log.wait_for(running)
+    # Leaving the hub ended the server, even one that ignores stdin and SIGTERM (how
+    # soon is bench/bench_mcp.py's to measure).
     assert gone(pid)
     assert outcomes == [ToolOutcome("MCP server 'double' was stopped during the call", True)]
     after = await hub.call(tool("echo"), {})
