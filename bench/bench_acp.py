@@ -13,6 +13,10 @@
    against its CPU per `agentMessageDelta` in the convmgr dialect with a raw
    client. Target: <= 1.5x.
 
+3. Cancel: the model asks for `write_file`, the editor holds the permission
+   request, and `session/cancel` is sent; from writing it to the prompt's
+   answer (`stopReason: cancelled`), over the SDK client. Target: 100 ms.
+
 Every figure is a median over rounds, with the spread (min-max) as its noise.
 A script, not a test: nothing here asserts on timings.
 """
@@ -138,6 +142,49 @@ async def acp_round(home: Path) -> tuple[float, float]:
     return Editor.chunks / elapsed, cpu / Editor.chunks
 
 
+async def cancel_round(home: Path, prompts: int) -> list[float]:
+    """Seconds from session/cancel to the cancelled prompt's answer, `prompts` times."""
+    import acp
+    from acp import schema as s
+    from acp import text_block
+
+    class Editor:
+        asked: asyncio.Event
+
+        async def request_permission(self, *args: Any, **kwargs: Any) -> Any:
+            Editor.asked.set()
+            await asyncio.Event().wait()  # never decides: the cancel must end the turn
+
+        async def session_update(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        def on_connect(self, conn: Any) -> None:
+            return None
+
+    capabilities = s.ClientCapabilities(
+        fs=s.FileSystemCapabilities(read_text_file=True, write_text_file=True)
+    )
+    times = []
+    async with acp.spawn_agent_process(
+        Editor(), sys.executable, "-m", "convmgr", "acp", "--no-store", env=env_for(home)
+    ) as (conn, _process):
+        await conn.initialize(protocol_version=1, client_capabilities=capabilities)
+        sid = (await conn.new_session(cwd=str(home), mcp_servers=[])).session_id
+        text = '/call write_file {"path": "%s", "content": "x"}' % (home / "f.txt")
+        for _ in range(prompts):
+            Editor.asked = asyncio.Event()
+            prompt = asyncio.ensure_future(
+                conn.prompt(session_id=sid, prompt=[text_block(text)])
+            )
+            await Editor.asked.wait()
+            started = time.perf_counter()
+            await conn.cancel(session_id=sid)
+            answer = await prompt
+            times.append(time.perf_counter() - started)
+            assert answer.stop_reason == "cancelled", answer
+    return times
+
+
 def convmgr_round(home: Path) -> float:
     """convmgr CPU seconds per agentMessageDelta over PROMPTS turns (a raw client)."""
     proc = subprocess.Popen(
@@ -192,6 +239,7 @@ def main() -> int:
             rates.append(rate)
             acp_cpu.append(cpu)
             convmgr_cpu.append(convmgr_round(home))
+        cancels = asyncio.run(cancel_round(home, 100))
     ratios = [a / c for a, c in zip(acp_cpu, convmgr_cpu, strict=True)]
     figures = {
         "startup_acp_s": spread(acp_start),
@@ -201,6 +249,7 @@ def main() -> int:
         "cpu_per_chunk_us": spread([c * 1e6 for c in acp_cpu]),
         "cpu_per_delta_us": spread([c * 1e6 for c in convmgr_cpu]),
         "cpu_ratio": spread(ratios),
+        "cancel_to_answer_ms": spread([c * 1000 for c in cancels]),
     }
     for name, value in figures.items():
         if isinstance(value, dict):
@@ -209,7 +258,8 @@ def main() -> int:
         else:
             print(f"{name:28} {value:.3f}")
     print(f"targets: startup_ratio <= 1.2 ({figures['startup_ratio']:.2f}); "
-          f"cpu_ratio median <= 1.5 ({figures['cpu_ratio']['median']:.2f})")
+          f"cpu_ratio median <= 1.5 ({figures['cpu_ratio']['median']:.2f}); "
+          f"cancel_to_answer_ms max <= 100 ({figures['cancel_to_answer_ms']['max']:.1f})")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
