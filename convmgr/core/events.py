@@ -43,6 +43,8 @@ class TokenUsage:
     input_tokens: int
     output_tokens: int
     total_tokens: int
+    # The last model call's total: what the conversation holds in the model's context now.
+    context_tokens: int | None = None
 
 
 @dataclass(slots=True)

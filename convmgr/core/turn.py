@@ -90,6 +90,7 @@ class TurnRun:
         # The turn's usage so far, and what the model calls before the current one used.
         self.usage: p.Usage | None = None
         self.usage_before: p.Usage | None = None
+        self.call_usage: p.Usage | None = None
         self.failure: TurnFailed | None = None
         # Why the current model call ended: stop, length or refusal.
         self.finish_reason = "stop"
@@ -218,6 +219,7 @@ class TurnRun:
 
     def _add_usage(self, usage: p.Usage) -> None:
         # A stream reports its call's total last; the turn's is the sum over its calls.
+        self.call_usage = usage
         done = self.usage_before
         self.usage = (
             usage
@@ -342,7 +344,15 @@ class TurnRun:
         finals = [AgentMessage(reply)]
         if self.usage is not None:
             u = self.usage
-            finals.append(TokenUsage(u.input_tokens, u.output_tokens, u.total_tokens))
+            last = self.call_usage
+            finals.append(
+                TokenUsage(
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.total_tokens,
+                    last.total_tokens if last is not None else None,
+                )
+            )
         finals.append(TurnComplete(reply, self.finish_reason))
         return items, finals
 

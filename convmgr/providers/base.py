@@ -124,6 +124,11 @@ class Provider(Protocol):
         ...
 
     @property
+    def context_window(self) -> int | None:
+        """The model's context window in tokens, when known."""
+        ...
+
+    @property
     def needs_history(self) -> bool:
         """Whether stream() reads TurnRequest.history (it is loaded from the store if so)."""
         ...

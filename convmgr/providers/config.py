@@ -39,6 +39,8 @@ CONFIG_FILE_NAME = "config.toml"
 BUILTIN_PROVIDER = "echo"
 
 KINDS = ("openai-chat", "openai-responses")
+# A model's context window in tokens: well above any model's, below JSON's exact integers.
+MAX_CONTEXT_WINDOW = 1 << 40
 _PROVIDER_KEYS = frozenset(
     {
         "kind",
@@ -52,6 +54,7 @@ _PROVIDER_KEYS = frozenset(
         "request_timeout_s",
         "max_retries",
         "retry_base_delay_s",
+        "context_window",
     }
 )
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -215,6 +218,7 @@ def validated_config(file: Path | str, table: dict[str, Any]) -> ProvidersConfig
                 request_timeout_s=entry.request_timeout_s,
                 max_retries=entry.max_retries,
                 retry_base_delay_s=entry.retry_base_delay_s,
+                context_window=entry.context_window,
             ),
         )
         for name, entry in model.providers.items()
@@ -273,6 +277,7 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
     timeout = entry.get("request_timeout_s", 600.0)
     retries = entry.get("max_retries", 4)
     delay = entry.get("retry_base_delay_s", 0.5)
+    window = entry.get("context_window")
     if (
         kind not in KINDS
         or not isinstance(base_url, str)
@@ -286,6 +291,7 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
         or not (_is_number(timeout) and timeout > 0)
         or not (type(retries) is int and 0 <= retries <= 100)
         or not (_is_number(delay) and 0 <= delay <= 60)
+        or not (window is None or (type(window) is int and 1 <= window <= MAX_CONTEXT_WINDOW))
     ):
         return None
     try:
@@ -315,6 +321,7 @@ def _fast_settings(name: str, entry: object) -> HttpProviderSettings | None:
         request_timeout_s=float(timeout),
         max_retries=retries,
         retry_base_delay_s=float(delay),
+        context_window=window,
     )
 
 

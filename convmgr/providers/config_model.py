@@ -45,6 +45,9 @@ class ProviderConfig(BaseModel):
     # Not in PROTOCOL.md's example: the first retry's backoff, for fast tests
     # and for servers on the same machine.
     retry_base_delay_s: float = Field(default=0.5, ge=0, le=60)
+    # The model's context window in tokens, when known: ACP clients are told how
+    # full it is (`usage_update`).
+    context_window: int | None = Field(default=None, ge=1, le=1 << 40, strict=True)
     # Last: its validator reads the keys above (fields are validated in order).
     headers: dict[str, str] = Field(default_factory=dict)
 

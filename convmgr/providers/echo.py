@@ -35,6 +35,7 @@ class EchoProvider:
     kind = "echo"
     default_model = "echo"
     needs_history = False
+    context_window: int | None = None
 
     async def stream(self, request: TurnRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Yield the reply word by word, then any calls, giving the loop a turn every few words."""

@@ -99,6 +99,8 @@ class HttpProviderSettings:
     # come back together.
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 30.0
+    # The model's context window in tokens, when the configuration gives it.
+    context_window: int | None = None
     # A Retry-After longer than this ends the turn instead of holding it open.
     max_retry_after_s: float = 120.0
     # An event of the stream larger than this fails the turn (the server's
@@ -278,6 +280,11 @@ class OpenAICompatibleProvider:
     def default_model(self) -> str:
         """The model used when a conversation names none."""
         return self.settings.default_model
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's context window in tokens, when configured."""
+        return self.settings.context_window
 
     def build_body(self, request: TurnRequest) -> dict[str, Any]:
         """The JSON request body for one turn."""

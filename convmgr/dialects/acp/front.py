@@ -28,4 +28,15 @@ class AcpFront:
         self, manager: ConversationManager, providers: ProviderRegistry, store: ConversationStore
     ) -> Server:
         """The method table over the manager (it registers itself on the connection)."""
+
+        def window_of(session_id: str) -> int | None:
+            conv = manager.loaded(session_id)
+            if conv is None:
+                return None
+            for provider in providers.all():
+                if provider.name == conv.record.provider:
+                    return provider.context_window
+            return None
+
+        self.sink.window_of = window_of
         return Server(self.conn, manager, store, self.client, self.sink)

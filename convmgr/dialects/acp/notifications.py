@@ -5,6 +5,7 @@ conversation's terminal event, so it settles the prompt waiting for that turn
 there, right after the turn's last update was queued.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ class SessionUpdates:
     def __init__(self, outbound: Outbound) -> None:
         self._outbound = outbound
         self._prompts: dict[str, PendingPrompt] = {}
+        # A session's model context window in tokens, when its provider's config gives one.
+        self.window_of: Callable[[str], int | None] = lambda session_id: None
 
     def expect(self, session_id: str, turn_id: str) -> PendingPrompt:
         """Wait for the end of this turn (called before the turn's task can run)."""
@@ -83,6 +86,18 @@ class SessionUpdates:
                     "outputTokens": event.output_tokens,
                     "totalTokens": event.total_tokens,
                 }
+            window = self.window_of(conversation_id)
+            if window is not None:
+                # ACP's usage_update needs the window's size: sent only when it is known.
+                used = event.context_tokens
+                self.send(
+                    conversation_id,
+                    {
+                        "sessionUpdate": "usage_update",
+                        "used": used if used is not None else event.total_tokens,
+                        "size": window,
+                    },
+                )
             return
         update = update_of(event)
         if update is not None:
