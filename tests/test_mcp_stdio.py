@@ -285,6 +285,31 @@ async def test_a_conversation_started_through_mcp_is_resumed_by_convmgr_serve(
     assert again["reply"] == "Back" and info["historyLength"] == 6
 
 
+async def test_a_conversation_started_through_mcp_is_resumed_by_convmgr_acp(
+    tmp_path: Path, spawn: Any
+) -> None:
+    store = tmp_path / "shared.sqlite3"
+    async with sdk_session(Server(tmp_path, "--store", str(store))) as session:
+        await call(
+            session, "conversation_start", {"prompt": "Started in MCP", "conversationId": "m"}
+        )
+    # An editor: raw ACP lines (not checked as the convmgr dialect's).
+    editor: Client = spawn("acp", "--store", store, validate=False)
+    editor.result("initialize", {"protocolVersion": 1})
+    listed = editor.result("session/list", {})
+    assert [item["sessionId"] for item in listed["sessions"]] == ["m"]
+    editor.result("session/resume", {"sessionId": "m", "cwd": str(tmp_path), "mcpServers": []})
+    answer = editor.result(
+        "session/prompt", {"sessionId": "m", "prompt": [{"type": "text", "text": "And in ACP"}]}
+    )
+    assert answer["stopReason"] == "end_turn"
+    editor.close_stdin()
+    assert editor.wait() == 0
+    async with sdk_session(Server(tmp_path, "--store", str(store))) as session:
+        info = await call(session, "conversation_get", {"conversationId": "m"})
+    assert info["historyLength"] == 4
+
+
 # --- the MCP Inspector's CLI -------------------------------------------------------------
 
 
