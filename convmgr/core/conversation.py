@@ -43,7 +43,7 @@ class Conversation:
     """Live state of a loaded conversation."""
 
     __slots__ = (
-        "always_allowed",
+        "_always_allowed",
         "mcp_servers",
         "record",
         "seq",
@@ -64,10 +64,18 @@ class Conversation:
         self.turn: Turn | None = None
         # Turns in the history (counted when first needed: echo's call ids).
         self.turns: int | None = None
-        # Tools the client answered `allowAlways` for, until the process ends.
-        self.always_allowed: set[str] = set()
+        # Tools the client answered `allowAlways` for, until the process ends (made
+        # when first needed: most conversations never ask, and idle ones are many).
+        self._always_allowed: set[str] | None = None
         # The hub's keys of MCP servers this conversation brought (never stored).
         self.mcp_servers: tuple[str, ...] = ()
+
+    @property
+    def always_allowed(self) -> set[str]:
+        """Tools the client answered `allowAlways` for in this conversation."""
+        if self._always_allowed is None:
+            self._always_allowed = set()
+        return self._always_allowed
 
     @property
     def conversation_id(self) -> str:
