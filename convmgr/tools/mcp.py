@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from convmgr.model import McpServerSettings, ToolOutcome
@@ -131,6 +130,8 @@ class McpHub:
         if servers and _CONNECTION_MODULE not in sys.modules:
             # Importing the SDK takes ~1 s of CPU here; in a thread, the event
             # loop (every other conversation's stream) keeps running meanwhile.
+            import anyio.to_thread  # only once a server is started: start-up does not pay
+
             await anyio.to_thread.run_sync(importlib.import_module, _CONNECTION_MODULE)
         picked = [(name, self._connection(name)) for name in dict.fromkeys(servers)]
         listed: list[tuple[str, str, str, dict[str, Any]]] = []
