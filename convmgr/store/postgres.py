@@ -25,7 +25,6 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from convmgr.model import (
     CommitOutcomeUnknown,
@@ -40,6 +39,7 @@ from convmgr.model import (
     preview_of,
 )
 from convmgr.store.errors import StoreClosedError, StoreOpenError
+from convmgr.store.location import mask_url, url_host
 from convmgr.store.memory import decode_cursor, encode_cursor
 from convmgr.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from convmgr.store.sqlite_rows import _dump, _summary
@@ -95,36 +95,6 @@ WHERE l.owner_token = excluded.owner_token
    OR l.heartbeat_at < now() - make_interval(secs => $4)
 RETURNING generation
 """
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***: what may be shown or logged."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hostport}"
-    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/:*")))
-
-
-def url_host(url: str) -> str:
-    """The host (and port) a URL names, for messages; libpq's default when it names none."""
-    parts = urlsplit(url)
-    hostport = parts.netloc.rpartition("@")[2]
-    if not hostport:
-        query = dict(parse_qsl(parts.query))
-        hostport = query.get("host") or os.environ.get("PGHOST") or "localhost"
-        if "port" in query:
-            hostport = f"{hostport}:{query['port']}"
-    return unquote(hostport)
-
-
-def is_postgres_url(value: str) -> bool:
-    """Whether a --store value names a PostgreSQL database rather than a SQLite file."""
-    return value.startswith(("postgresql://", "postgres://"))
 
 
 def _holder_name() -> str:
@@ -642,6 +612,47 @@ class PostgresStore:
             return int(await conn.fetchval("SELECT version FROM schema_version"))
 
         return int(await self._call(version, retry=True))
+
+
+def inspect_postgres(url: str) -> tuple[int | None, int | None, str | None]:
+    """(schema version, conversations, problem) of a PostgreSQL store, read without changing it.
+
+    The version is None when the database has no convmgr schema yet.
+    """
+    import asyncpg
+
+    async def look() -> tuple[int | None, int | None, str | None]:
+        try:
+            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:
+            return None, None, f"cannot connect to {url_host(url)}: {_one_line(exc)}"
+        try:
+            tables = {
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )
+            }
+            if "schema_version" not in tables:
+                if "conversations" in tables:
+                    return None, None, "a conversations table, but not a convmgr store"
+                return None, None, None
+            version = int(await conn.fetchval("SELECT version FROM schema_version"))
+            count = None
+            if "conversations" in tables:
+                count = int(await conn.fetchval("SELECT count(*) FROM conversations"))
+            problem = None
+            if version > SCHEMA_VERSION:
+                problem = (
+                    f"schema version {version} is newer than this convmgr's ({SCHEMA_VERSION})"
+                )
+            return version, count, problem
+        except Exception as exc:
+            return None, None, f"cannot read: {_one_line(exc)}"
+        finally:
+            await conn.close()
+
+    return asyncio.run(look())
 
 
 # --- rows ----------------------------------------------------------------------------
