@@ -14,26 +14,14 @@ import psycopg
 import pytest
 from client import server_env, text_input
 from pg_server import PgServer
+from test_store_commit_path import make_record
 from test_store_server import CONFLICT, end_cleanly, history, kill9, run_turn, user_texts
 
-from convmgr.model import ConversationLocked, ConversationRecord, LeaseLost, message_item
+from convmgr.model import ConversationLocked, LeaseLost, message_item
 from convmgr.store.location import describe, mask_url, store_target
 from convmgr.store.postgres import PostgresStore
 from convmgr.store.sqlite import SqliteStore
 from convmgr.transfer import export_conversation, import_conversation
-
-
-def record(cid: str) -> ConversationRecord:
-    """A minimal record, as the manager makes one."""
-    from convmgr.model import ConversationSettings, utc_now
-
-    now = utc_now()
-    return ConversationRecord(
-        conversation_id=cid,
-        settings=ConversationSettings(provider="echo", model="echo"),
-        created_at=now,
-        updated_at=now,
-    )
 
 
 def db_row(url: str, sql: str, *args: Any) -> Any:
@@ -67,7 +55,7 @@ async def test_lease_is_exclusive_and_fenced_after_forced_expiry(pg_server: PgSe
     await first.open()
     await second.open()
     try:
-        rec = record("c")
+        rec = make_record("c")
         await first.create(rec, [message_item("user", "hi")], lease=True)
         with pytest.raises(ConversationLocked) as locked:
             await second.acquire("c")
@@ -99,7 +87,7 @@ async def test_heartbeat_reports_a_lost_lease(pg_server: PgServer) -> None:
     await first.open()
     await second.open()
     try:
-        await first.create(record("c"), [], lease=True)
+        await first.create(make_record("c"), [], lease=True)
         assert await first.heartbeat() == []
         db_row(url, "UPDATE leases SET heartbeat_at = now() - interval '1 hour' RETURNING 1")
         await second.acquire("c")
@@ -174,7 +162,7 @@ async def test_export_import_between_backends(tmp_path: Path, pg_server: PgServe
     await pg.open()
     try:
         items = [message_item("user", "q \x00 é"), message_item("assistant", "a")]
-        rec = record("laptop")
+        rec = make_record("laptop")
         rec.history_length = 2
         await lite.create(rec, items)
         lines = [line async for line in export_conversation(lite, "laptop")]

@@ -40,7 +40,7 @@ from convmgr.model import (
 )
 from convmgr.store.errors import StoreClosedError, StoreOpenError
 from convmgr.store.location import mask_url, url_host
-from convmgr.store.memory import decode_cursor, encode_cursor
+from convmgr.store.memory import cut_page, decode_cursor
 from convmgr.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from convmgr.store.sqlite_rows import _dump, _summary
 
@@ -526,12 +526,7 @@ class PostgresStore:
             )
 
         rows = await self._call(page, retry=True)
-        records = [_record_from_row(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit and records:
-            last = records[-1]
-            next_cursor = encode_cursor(last.updated_at, last.conversation_id)
-        return records, next_cursor
+        return cut_page([_record_from_row(row) for row in rows], limit)
 
     async def delete(self, conversation_id: str) -> bool:
         """Delete a conversation and its history; ConversationLocked if another process has it."""

@@ -39,7 +39,7 @@ from convmgr.model import (
 )
 from convmgr.store.db_thread import _DbThread, _Job
 from convmgr.store.errors import StoreClosedError, StoreOpenError
-from convmgr.store.memory import decode_cursor, encode_cursor
+from convmgr.store.memory import cut_page, decode_cursor
 from convmgr.store.process_identity import _BOOT_ID, _proc_stat, _process_alive
 from convmgr.store.sqlite_commit import (
     BUSY_TIMEOUT_MS,
@@ -585,12 +585,7 @@ class SqliteStore:
                 "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?",
                 (after[0], after[1], limit + 1),
             ).fetchall()
-        page = [_record_from_row(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit and page:
-            last = page[-1]
-            next_cursor = encode_cursor(last.updated_at, last.conversation_id)
-        return page, next_cursor
+        return cut_page([_record_from_row(row) for row in rows], limit)
 
     async def delete(self, conversation_id: str) -> bool:
         """Delete a conversation and its history; whether it existed.
