@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -35,6 +35,9 @@ from convmgr.logs import fields
 from convmgr.model import McpServerSettings
 from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.base import ConversationStore
+
+if TYPE_CHECKING:
+    from convmgr.providers.config import StoreSettings
 from convmgr.tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
@@ -87,16 +90,18 @@ def protected_stdio() -> Iterator[tuple[int, int]]:
         os.close(out_fd)
 
 
-def open_store(args: argparse.Namespace) -> ConversationStore:
-    """The store the flags ask for (SQLite by default)."""
+def open_store(
+    args: argparse.Namespace, settings: "StoreSettings | None" = None
+) -> ConversationStore:
+    """The store the flags, $CONVMGR_STORE and `[store]` ask for (SQLite by default)."""
     if args.no_store:
         from convmgr.store.memory import MemoryStore
 
         return MemoryStore()
-    from convmgr.store.paths import default_store_path
-    from convmgr.store.sqlite import SqliteStore
+    from convmgr.store.location import make_store, store_target
 
-    return SqliteStore(args.store or default_store_path())
+    target = store_target(args.store, None if settings is None else settings.url)
+    return make_store(target, lease_ttl_s=30.0 if settings is None else settings.lease_ttl_s)
 
 
 @dataclass(slots=True)
@@ -106,6 +111,7 @@ class Configuration:
     providers: ProviderRegistry
     mcp_servers: dict[str, McpServerSettings] = field(default_factory=dict)
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    store: "StoreSettings | None" = None
 
 
 def load_configuration(
@@ -142,16 +148,18 @@ def load_configuration(
         ),
     )
     providers = registry_from_config(config, max_event_bytes=max_message_bytes)
-    return Configuration(providers, dict(config.mcp_servers), config.max_tool_rounds)
+    return Configuration(providers, dict(config.mcp_servers), config.max_tool_rounds, config.store)
 
 
-async def open_configured_store(args: argparse.Namespace) -> ConversationStore:
+async def open_configured_store(
+    args: argparse.Namespace, settings: "StoreSettings | None" = None
+) -> ConversationStore:
     """The store the flags ask for, open; StartupError (one line) when it cannot be used."""
-    store = open_store(args)
+    store = open_store(args, settings)
     try:
         await store.open()
     except Exception as exc:
-        from convmgr.store.sqlite import StoreOpenError
+        from convmgr.store.errors import StoreOpenError
 
         if isinstance(exc, StoreOpenError):
             raise StartupError(str(exc)) from None
@@ -159,11 +167,13 @@ async def open_configured_store(args: argparse.Namespace) -> ConversationStore:
     if args.no_store:
         log.info("no store (--no-store): conversations are kept in memory only")
     else:
-        from convmgr.store.paths import default_store_path
-        from convmgr.store.sqlite_schema import SCHEMA_VERSION
+        from convmgr.store.location import describe, schema_version_for, store_target
 
-        path = args.store or default_store_path()
-        log.info("store open", extra=fields(store=str(path), schema_version=SCHEMA_VERSION))
+        target = store_target(args.store, None if settings is None else settings.url)
+        log.info(
+            "store open",
+            extra=fields(store=describe(target), schema_version=schema_version_for(target)),
+        )
     return store
 
 
@@ -369,7 +379,7 @@ async def run_server(
     dialect = {"front": front} if serve_session is serve else {}
     configuration = load_configuration(args.config, args.max_message_bytes)
     providers = configuration.providers
-    store = await open_configured_store(args)
+    store = await open_configured_store(args, configuration.store)
     # The servers start on first need; leaving the hub ends them (within a second).
     wants_hub = configuration.mcp_servers or (dialect and front.own_mcp_servers)
     hub = McpHub(configuration.mcp_servers) if wants_hub else None

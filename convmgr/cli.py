@@ -39,10 +39,10 @@ def _seconds(text: str) -> float:
 def _add_store_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
-        type=Path,
-        metavar="PATH",
-        help="SQLite file of stored conversations "
-        "(default: conversations.sqlite3 in $CONVMGR_HOME or the user data directory)",
+        metavar="PATH|URL",
+        help="SQLite file of stored conversations, or a postgresql://user@host/db URL "
+        "(default: $CONVMGR_STORE, else [store] url, else conversations.sqlite3 in "
+        "$CONVMGR_HOME or the user data directory)",
     )
 
 

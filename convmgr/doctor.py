@@ -28,7 +28,8 @@ from convmgr.providers.config import (
 from convmgr.providers.http import provider_headers, redact
 from convmgr.providers.urls import endpoint_url, shown_url
 from convmgr.store.inspect import StoreInfo, inspect_store
-from convmgr.store.paths import default_store_path
+from convmgr.store.location import mask_url, store_target
+from convmgr.store.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from convmgr.store.sqlite_schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -50,7 +51,11 @@ class CheckResult:
 
 
 def doctor_command(
-    config_file: Path | None, store_file: Path | None, *, check: bool, out: TextIO | None = None
+    config_file: Path | None,
+    store_file: str | Path | None,
+    *,
+    check: bool,
+    out: TextIO | None = None,
 ) -> int:
     """Print the report; 0 when all is fine, 1 when a check failed, 2 when unusable."""
     out = out or sys.stdout
@@ -59,7 +64,12 @@ def doctor_command(
     config, config_ok = _config_section(out, config_file)
     if not config_ok:
         status = EXIT_UNUSABLE
-    if not _store_section(out, store_file or default_store_path()):
+    config_url = None if config is None else config.store.url
+    target = store_target(store_file, config_url)
+    if isinstance(target, str):
+        if not _postgres_section(out, target):
+            status = EXIT_UNUSABLE
+    elif not _store_section(out, target):
         status = EXIT_UNUSABLE
     if config_ok:
         _providers_section(out, config)
@@ -105,6 +115,27 @@ def _store_section(out: TextIO, path: Path) -> bool:
     state = "current" if version == SCHEMA_VERSION else f"upgraded to {SCHEMA_VERSION} on open"
     count = "" if info.conversations is None else f", {info.conversations} conversations"
     out.write(f"store: {path}, exists, schema version {version} ({state}){count}\n")
+    return True
+
+
+def _postgres_section(out: TextIO, url: str) -> bool:
+    """The store line of a PostgreSQL store (password masked); whether it can be used."""
+    from convmgr.store.postgres import inspect_postgres
+
+    shown = mask_url(url)
+    version, count, problem = inspect_postgres(url)
+    if problem is not None:
+        out.write(f"store: {shown} (PostgreSQL)\n  error: {problem}\n")
+        return False
+    if version is None:
+        out.write(f"store: {shown} (PostgreSQL), no convmgr schema yet (created on first use)\n")
+        return True
+    state = (
+        "current" if version == PG_SCHEMA_VERSION else f"upgraded to {PG_SCHEMA_VERSION} on open"
+    )
+    out.write(
+        f"store: {shown} (PostgreSQL), schema version {version} ({state}), {count} conversations\n"
+    )
     return True
 
 
@@ -174,9 +205,7 @@ def check_provider(entry: ProviderEntry, timeout: float = CHECK_TIMEOUT_S) -> Ch
         return CheckResult(False, f"{url_shown}: no answer within {timeout:g} s")
     except httpx.HTTPError as exc:
         detail = str(exc) or type(exc).__name__
-        return CheckResult(
-            False, redact(f"{url_shown}: {type(exc).__name__}: {detail}", secrets)
-        )
+        return CheckResult(False, redact(f"{url_shown}: {type(exc).__name__}: {detail}", secrets))
     except ValueError as exc:
         # httpx refuses a header it cannot send (a key with odd characters).
         return CheckResult(

@@ -178,7 +178,7 @@ async def _run(args: argparse.Namespace, prompt: str) -> int:
     """Open what the turn needs, run it, and close it all again."""
     configuration = load_configuration(args.config)
     providers = configuration.providers
-    store = await open_configured_store(args)
+    store = await open_configured_store(args, configuration.store)
     hub = McpHub(configuration.mcp_servers) if configuration.mcp_servers else None
     sink = PrintSink(sys.stdout, sys.stderr, as_json=args.json)
     limits = ToolLimits(max_tool_rounds=configuration.max_tool_rounds)

@@ -229,6 +229,15 @@ class ConversationLocked(ConversationError):
         )
 
 
+class LeaseLost(ConversationLocked):
+    """This process's lease on a conversation was taken over: it must stop writing it."""
+
+    def __init__(self, conversation_id: str, holder: str | None = None) -> None:
+        super().__init__(conversation_id, holder)
+        self.message = f"this process lost its lease on the conversation: {conversation_id}"
+        self.args = (self.message,)
+
+
 class Overloaded(ConversationError):
     """A configured limit was reached."""
 

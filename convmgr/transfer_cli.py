@@ -10,28 +10,34 @@ from pydantic_core import to_json
 from convmgr.model import ConversationError
 
 if TYPE_CHECKING:
-    from convmgr.store.sqlite import SqliteStore
+    from convmgr.store.base import ConversationStore
 
 
-def _store_path(path: Path | None) -> Path:
-    from convmgr.store.paths import default_store_path
+def _store_path(flag: str | Path | None) -> str | Path:
+    """The store in effect: --store, $CONVMGR_STORE, [store] url, the default."""
+    from convmgr.providers.config import ConfigError, load_config
+    from convmgr.store.location import store_target
 
-    return path or default_store_path()
+    try:
+        config = load_config(None)
+    except ConfigError:
+        config = None  # export and import need no providers: a bad file is serve's to report
+    return store_target(flag, None if config is None else config.store.url)
 
 
-def _store(path: Path) -> "SqliteStore":
-    from convmgr.store.sqlite import SqliteStore
+def _store(target: str | Path) -> "ConversationStore":
+    from convmgr.store.location import make_store
 
-    return SqliteStore(path)
+    return make_store(target)
 
 
-def export_command(store_path: Path | None, conversation_id: str) -> int:
+def export_command(store_path: str | Path | None, conversation_id: str) -> int:
     """Print one stored conversation: its settings line, then its history items."""
-    from convmgr.store.sqlite import StoreOpenError
+    from convmgr.store.errors import StoreOpenError
     from convmgr.transfer import export_conversation
 
     path = _store_path(store_path)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         # Opening would create an empty store: reading needs none.
         sys.stderr.write(f"convmgr export: no store at {path}\n")
         return 1
@@ -56,9 +62,9 @@ def export_command(store_path: Path | None, conversation_id: str) -> int:
     return 0
 
 
-def import_command(store_path: Path | None, file: Path) -> int:
+def import_command(store_path: str | Path | None, file: Path) -> int:
     """Store a conversation from an export file (or - for stdin); prints its id."""
-    from convmgr.store.sqlite import StoreOpenError
+    from convmgr.store.errors import StoreOpenError
     from convmgr.transfer import import_conversation
 
     async def run() -> str:

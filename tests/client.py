@@ -56,6 +56,7 @@ def server_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str
     """An environment where no user configuration or store leaks into the server."""
     env = dict(os.environ)
     env.pop("CONVMGR_CONFIG", None)
+    env.pop("CONVMGR_STORE", None)
     env["CONVMGR_HOME"] = str(home / "home")
     env["XDG_CONFIG_HOME"] = str(home / "config")
     env["XDG_DATA_HOME"] = str(home / "data")

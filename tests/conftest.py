@@ -22,10 +22,33 @@ def anyio_backend() -> str:
 @pytest.fixture(params=STORE_KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[ConversationStore]:
     """An open store of each kind: every store contract test runs against all of them."""
-    impl = new_store(request.param, tmp_path)
+    pg_url = None
+    if request.param == "postgresql":
+        pg_url = request.getfixturevalue("pg_server").new_database()
+    impl = new_store(request.param, tmp_path, pg_url)
     await impl.open()
     yield impl
     await impl.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this test session's own (tests/pg_server.py).
+
+    Skipped when no PostgreSQL binaries are installed, except under CI (CI=true),
+    where that is a failure: .ci/run installs them.
+    """
+    import os
+
+    from pg_server import bin_dir, pg_server
+
+    if bin_dir() is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}")
+        pytest.skip(reason)
+    with pg_server() as server:
+        yield server
 
 
 @pytest.fixture

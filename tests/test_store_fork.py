@@ -161,10 +161,12 @@ async def check_fork(store: ConversationStore, items: list[Item], drop: int) -> 
 )
 @given(items=st.lists(ITEM, max_size=25), drop=st.integers(0, 12))
 def test_fork_history_matches_the_pure_rule(
-    tmp_path: Path, kind: str, items: list[Item], drop: int
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str, items: list[Item], drop: int
 ) -> None:
+    server = request.getfixturevalue("pg_server") if kind == "postgresql" else None
+
     async def run() -> None:
-        store = new_store(kind, tmp_path)
+        store = new_store(kind, tmp_path, None if server is None else server.new_database())
         await store.open()
         try:
             await check_fork(store, items, drop)

@@ -108,6 +108,14 @@ class ProviderEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The `[store]` table: where conversations are stored, and the lease time-out."""
+
+    url: str | None = None
+    lease_ttl_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ProvidersConfig:
     """A validated configuration file."""
 
@@ -115,6 +123,7 @@ class ProvidersConfig:
     providers: dict[str, ProviderEntry] = field(default_factory=dict)
     mcp_servers: dict[str, McpServerSettings] = field(default_factory=dict)
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
+    store: StoreSettings = field(default_factory=StoreSettings)
 
 
 def load_config(
@@ -224,7 +233,10 @@ def validated_config(file: Path | str, table: dict[str, Any]) -> ProvidersConfig
         for name, entry in model.providers.items()
     }
     servers = {name: entry.settings(name) for name, entry in model.mcp_servers.items()}
-    return ProvidersConfig(model.default_provider, providers, servers, model.max_tool_rounds)
+    store = StoreSettings()
+    if model.store is not None:
+        store = StoreSettings(model.store.url, model.store.lease_ttl_s)
+    return ProvidersConfig(model.default_provider, providers, servers, model.max_tool_rounds, store)
 
 
 def fast_config(table: dict[str, Any]) -> ProvidersConfig | None:
@@ -233,7 +245,7 @@ def fast_config(table: dict[str, Any]) -> ProvidersConfig | None:
     Accepts a subset of what config_model.ConfigFile accepts, read the same way.
     """
     if not table.keys() <= _TOP_KEYS:
-        return None
+        return None  # [store] among them: rare enough to be read by pydantic
     default = table.get("default_provider", BUILTIN_PROVIDER)
     tables = table.get("providers", {})
     server_tables = table.get("mcp_servers", {})

@@ -116,6 +116,17 @@ class McpServerConfig(BaseModel):
         )
 
 
+class StoreConfig(BaseModel):
+    """The `[store]` table."""
+
+    model_config = _CONFIG
+
+    # A PostgreSQL URL (postgresql://user@host/db) or a SQLite file's path.
+    url: Annotated[str, StringConstraints(min_length=1)] | None = None
+    # Seconds without a heartbeat after which another process takes a lease over.
+    lease_ttl_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+
+
 class ConfigFile(BaseModel):
     """The whole file."""
 
@@ -126,6 +137,7 @@ class ConfigFile(BaseModel):
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
     # Model calls per turn (PROTOCOL.md section 9); past it the turn fails.
     max_tool_rounds: int = Field(default=32, ge=1, strict=True)
+    store: StoreConfig | None = None
 
     @field_validator("mcp_servers")
     @classmethod

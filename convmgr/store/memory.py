@@ -31,6 +31,18 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return updated_at, conversation_id
 
 
+def cut_page(
+    rows: list[ConversationRecord], limit: int
+) -> tuple[list[ConversationRecord], str | None]:
+    """The first limit of up to limit + 1 records, and the next cursor when there is one more."""
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit and page:
+        last = page[-1]
+        next_cursor = encode_cursor(last.updated_at, last.conversation_id)
+    return page, next_cursor
+
+
 class MemoryStore:
     """Records and history in dicts; pages are cut from a sorted index."""
 

@@ -38,7 +38,8 @@ from convmgr.model import (
     utc_now,
 )
 from convmgr.store.db_thread import _DbThread, _Job
-from convmgr.store.memory import decode_cursor, encode_cursor
+from convmgr.store.errors import StoreClosedError, StoreOpenError
+from convmgr.store.memory import cut_page, decode_cursor
 from convmgr.store.process_identity import _BOOT_ID, _proc_stat, _process_alive
 from convmgr.store.sqlite_commit import (
     BUSY_TIMEOUT_MS,
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+__all__ = ["SqliteStore", "StoreClosedError", "StoreOpenError"]
+
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
 # The largest integer SQLite stores (signed 64-bit).
@@ -72,14 +75,6 @@ _PLACES: Final = ", ".join("?" * len(_COLUMNS.split(",")))
 # Tokens of the stores open in this process: a lease row with our pid is alive
 # exactly when its token is here (two stores in one process, as in tests).
 _LIVE_TOKENS: set[str] = set()
-
-
-class StoreOpenError(Exception):
-    """The store file cannot be opened; the message is one line meant for a human."""
-
-
-class StoreClosedError(RuntimeError):
-    """The store was used before open() or after close()."""
 
 
 class SqliteStore:
@@ -590,12 +585,7 @@ class SqliteStore:
                 "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?",
                 (after[0], after[1], limit + 1),
             ).fetchall()
-        page = [_record_from_row(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit and page:
-            last = page[-1]
-            next_cursor = encode_cursor(last.updated_at, last.conversation_id)
-        return page, next_cursor
+        return cut_page([_record_from_row(row) for row in rows], limit)
 
     async def delete(self, conversation_id: str) -> bool:
         """Delete a conversation and its history; whether it existed.
