@@ -4,7 +4,7 @@ from typing import Any
 
 import anyio
 
-from convmgr.core.events import Event
+from convmgr.core.events import Event, ToolCallStarted
 from convmgr.dialects.convmgr.events import ConversationEventParams
 from convmgr.dialects.convmgr.notifications import event_params
 
@@ -17,6 +17,8 @@ class Recorder:
         self._changed = anyio.Event()
 
     def emit(self, conversation_id: str, seq: int, turn_id: str | None, event: Event) -> None:
+        if isinstance(event, ToolCallStarted):
+            return  # not an event of the convmgr dialect (it takes no seq either)
         params = event_params(conversation_id, seq, turn_id, event)
         ConversationEventParams.model_validate(params)
         self.events.append(params)

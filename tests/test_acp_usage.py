@@ -1,4 +1,4 @@
-"""ACP's `usage_update`: sent after a turn only when the provider's config gives `context_window`."""
+"""ACP's `usage_update`: sent after a turn only when the provider gives `context_window`."""
 
 import json
 from typing import Any

@@ -10,14 +10,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from client import server_env, text_input
 from pg_server import PgServer
+from recorder import Recorder
 from test_store_commit_path import make_record
 from test_store_server import CONFLICT, end_cleanly, history, kill9, run_turn, user_texts
 
-from convmgr.model import ConversationLocked, LeaseLost, message_item
+from convmgr.core.manager import ConversationManager
+from convmgr.core.tools import Toolbox
+from convmgr.model import (
+    ConversationLocked,
+    ConversationSettings,
+    LeaseLost,
+    TurnSettings,
+    message_item,
+)
+from convmgr.providers.registry import ProviderRegistry
 from convmgr.store.location import describe, mask_url, store_target
 from convmgr.store.postgres import PostgresStore
 from convmgr.store.sqlite import SqliteStore
@@ -268,3 +279,57 @@ def test_password_never_logged(spawn: Any, tmp_path: Path, pg_server: PgServer) 
     )
     assert doctor.returncode == 0, doctor.stdout
     assert "convmgr:***@" in doctor.stdout and "Sekr1t" not in doctor.stdout
+
+
+class HeldClient:
+    """A client whose tool calls never end: the turn stays in its tool round."""
+
+    def __init__(self) -> None:
+        self.called = anyio.Event()
+
+    def can_approve(self) -> bool:
+        return False
+
+    def needs_approval(self, name: str) -> bool:
+        return False
+
+    async def call_tool(self, request: Any) -> Any:
+        self.called.set()
+        await anyio.Event().wait()
+
+    async def request_approval(self, request: Any) -> Any:
+        return "deny"
+
+
+@pytest.mark.anyio
+async def test_a_lost_lease_aborts_the_turn_and_unloads_the_conversation(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.new_database()
+    first, second = PostgresStore(url), PostgresStore(url)
+    await first.open()
+    await second.open()
+    recorder, client = Recorder(), HeldClient()
+    try:
+        async with ConversationManager(
+            first, ProviderRegistry.echo_only(), recorder, toolbox=Toolbox(client, None)
+        ) as manager:
+            tool = {"name": "slow", "description": "", "inputSchema": {"type": "object"}}
+            await manager.new_conversation("c", ConversationSettings(tools=[tool]))
+            manager.send_user_turn("c", ["/call slow {}"], TurnSettings())
+            await client.called.wait()
+            # Another process takes the conversation over once the lease expired.
+            db_row(url, "UPDATE leases SET heartbeat_at = now() - interval '1 hour' RETURNING 1")
+            await second.acquire("c")
+            assert await first.heartbeat() == ["c"]
+            await recorder.wait_for("c", "shutdownComplete")
+            assert recorder.types("c")[-2:] == ["turnAborted", "shutdownComplete"]
+            assert recorder.of("c")[-2]["reason"] == "leaseLost"
+            assert manager.loaded("c") is None
+            await manager.close_all()
+        # Nothing of the turn was written, and the new holder's lease is untouched.
+        assert await second.read_items("c") == []
+        assert second.holds("c")
+    finally:
+        await first.close()
+        await second.close()

@@ -71,6 +71,7 @@ class ConversationManager:
         self._reserved: set[str] = set()
         self._task_group: TaskGroup | None = None
         self._closed = False
+        store.watch_leases(self._lease_lost)
 
     async def __aenter__(self) -> "ConversationManager":
         self._task_group = anyio.create_task_group()
@@ -355,6 +356,25 @@ class ConversationManager:
             self._detach_mcp_servers(conv)
             conv.emit(None, ShutdownComplete())
             conv.record.last_seq = conv.seq
+
+    def _lease_lost(self, conversation_id: str) -> None:
+        """Another process took the conversation over: stop its turn, unload it, write nothing."""
+        conv = self._loaded.get(conversation_id)
+        if conv is None or self._task_group is None:
+            return
+        log.warning("lost the lease on %s to another process: unloading it", conversation_id)
+        if conv.turn is not None:
+            conv.turn.abort("leaseLost")
+        self._task_group.start_soon(self._unload_lost, conv)
+
+    async def _unload_lost(self, conv: Conversation) -> None:
+        # Not _close: the lease and the stored record belong to the new holder now.
+        turn = conv.turn
+        if turn is not None:
+            await turn.done.wait()
+        if self._loaded.get(conv.conversation_id) is conv:
+            del self._loaded[conv.conversation_id]
+            conv.emit(None, ShutdownComplete())
 
     def abort_all(self, reason: AbortReason) -> None:
         """Abort every running turn."""

@@ -36,6 +36,7 @@ from convmgr.logs import content, fields
 from convmgr.model import (
     CommitOutcomeUnknown,
     Item,
+    LeaseLost,
     ToolOutcome,
     function_call_item,
     function_call_output_item,
@@ -381,7 +382,11 @@ class TurnRun:
             await self.store.commit_turn(record, items)
         except Exception as exc:
             landed = await self._landed(old[1]) if isinstance(exc, CommitOutcomeUnknown) else False
-            if landed:
+            if isinstance(exc, LeaseLost):
+                # Fenced: another process holds the conversation now; nothing was written.
+                record.updated_at, record.history_length, record.last_seq, record.preview = old
+                finals = [TurnAborted("leaseLost")]
+            elif landed:
                 log.warning(
                     "turn %s of %s was saved although its commit reported: %s",
                     turn.turn_id,

@@ -1,6 +1,6 @@
 """The interface every conversation store implements."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from convmgr.model import ConversationRecord, Item
@@ -102,4 +102,12 @@ class ConversationStore(Protocol):
 
     async def release(self, conversation_id: str) -> None:
         """Give up this process's lease on a conversation."""
+        ...
+
+    def watch_leases(self, lost: Callable[[str], None]) -> None:
+        """Have `lost(id)` called when another process takes over a lease this one held.
+
+        Only a store whose leases can be taken over from a live holder (one shared
+        across hosts, with expiry) ever calls it.
+        """
         ...

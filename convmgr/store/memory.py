@@ -2,7 +2,7 @@
 
 import base64
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from convmgr.model import (
@@ -146,6 +146,9 @@ class MemoryStore:
         self._unindex(record)
         del self._items[conversation_id]
         return True
+
+    def watch_leases(self, lost: Callable[[str], None]) -> None:
+        """A memory store belongs to one process: no lease is ever taken over."""
 
     async def acquire(self, conversation_id: str) -> None:
         """One process: nothing to lock."""

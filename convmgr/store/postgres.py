@@ -116,6 +116,9 @@ class PostgresStore:
         # The generation of each lease this store holds: every write of a
         # leased conversation is checked against it.
         self._generations: dict[str, int] = {}
+        # Conversations whose lease another process took over: never written again
+        # by this process (unless it takes the lease back).
+        self._lost: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         # Called with a conversation id when its lease is found taken over.
         self.on_lease_lost: Callable[[str], None] | None = None
@@ -281,9 +284,14 @@ class PostgresStore:
             self._lose(cid)
         return lost
 
+    def watch_leases(self, lost: Callable[[str], None]) -> None:
+        """Have `lost(id)` called when another process takes over one of our leases."""
+        self.on_lease_lost = lost
+
     def _lose(self, conversation_id: str) -> None:
         if self._generations.pop(conversation_id, None) is None:
             return
+        self._lost.add(conversation_id)
         log.warning("store %s: lease on %s was taken over", self.display, conversation_id)
         callback = self.on_lease_lost
         if callback is not None:
@@ -315,6 +323,7 @@ class PostgresStore:
         generation = await self._call(create)
         if generation is not None:
             self._generations[record.conversation_id] = generation
+            self._lost.discard(record.conversation_id)
 
     @staticmethod
     async def _insert_conversation(conn: Any, conversation_id: str, row: tuple[Any, ...]) -> None:
@@ -382,6 +391,7 @@ class PostgresStore:
         length, preview, generation = await self._call(run)
         if generation is not None:
             self._generations[record.conversation_id] = generation
+            self._lost.discard(record.conversation_id)
         record.history_length = length
         record.preview = preview
         return int(length)
@@ -394,6 +404,8 @@ class PostgresStore:
         summary it wrote; CommitOutcomeUnknown when that cannot be read either.
         """
         cid = record.conversation_id
+        if cid in self._lost:
+            raise LeaseLost(cid)
         summary = _summary(record)
         texts, users = _item_columns(items)
         generation = self._generations.get(cid)
@@ -568,6 +580,7 @@ class PostgresStore:
                 return await self._take_lease(conn, conversation_id)
 
         self._generations[conversation_id] = await self._call(take)
+        self._lost.discard(conversation_id)
 
     async def _take_lease(self, conn: Any, conversation_id: str) -> int:
         """Inside a transaction: this store's lease, its generation; ConversationLocked if held."""

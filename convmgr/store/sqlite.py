@@ -609,6 +609,9 @@ class SqliteStore:
 
     # --- leases -----------------------------------------------------------------
 
+    def watch_leases(self, lost: Callable[[str], None]) -> None:
+        """A SQLite lease is taken over only from a process that died: never from this one."""
+
     async def acquire(self, conversation_id: str) -> None:
         """Take this process's lease on a conversation; ConversationLocked if another has it.
 
