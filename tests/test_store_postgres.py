@@ -333,3 +333,32 @@ async def test_a_lost_lease_aborts_the_turn_and_unloads_the_conversation(
     finally:
         await first.close()
         await second.close()
+
+
+def test_two_processes_fencing_after_a_forced_lease_expiry(
+    spawn: Any, tmp_path: Path, pg_server: PgServer
+) -> None:
+    """The holder's lease expires (forced); another process takes over; the holder stops."""
+    url = pg_server.new_database()
+    config = config_file(tmp_path, url, lease_ttl_s=30.0)
+    a = spawn("--config", config)
+    tool = {"name": "slow", "description": "", "inputSchema": {"type": "object"}}
+    a.result("newConversation", {"conversationId": "c", "tools": [tool]})
+    a.result("sendUserTurn", {"conversationId": "c", "input": text_input("/call slow {}")})
+    held = a.server_request()  # the turn now waits on a's client: never answered
+    assert held["method"] == "tool/call"
+    # As if a were cut off for longer than lease_ttl_s: b may take the conversation.
+    db_row(url, "UPDATE leases SET heartbeat_at = now() - interval '1 hour' RETURNING 1")
+    b = spawn("--config", config)
+    b.result("resumeConversation", {"conversationId": "c"})
+    run_turn(b, "c", "b writes")
+    # a learns it at its next heartbeat (lease_ttl_s / 3) or commit, whichever comes first.
+    aborted = a.wait_event("c", "turnAborted", timeout=60)
+    assert aborted["event"]["reason"] == "leaseLost"
+    a.wait_event("c", "shutdownComplete")
+    error = a.error("sendUserTurn", {"conversationId": "c", "input": text_input("again")})
+    assert error["code"] == CONFLICT
+    # Nothing of a's turn was written: only b's.
+    assert user_texts(history(b, "c")) == ["b writes", "b writes"]
+    end_cleanly(b)
+    end_cleanly(a)

@@ -17,6 +17,7 @@ from convmgr.logs import fields
 from convmgr.model import (
     ConversationBusy,
     ConversationExists,
+    ConversationLocked,
     ConversationNotFound,
     ConversationRecord,
     ConversationSettings,
@@ -71,6 +72,8 @@ class ConversationManager:
         self._reserved: set[str] = set()
         self._task_group: TaskGroup | None = None
         self._closed = False
+        # Conversations another process took over while loaded here: -32004 from now on.
+        self._lost: set[str] = set()
         store.watch_leases(self._lease_lost)
 
     async def __aenter__(self) -> "ConversationManager":
@@ -189,6 +192,7 @@ class ConversationManager:
             with anyio.CancelScope(shield=True):
                 await self.store.acquire(conversation_id)
                 self._loaded[conversation_id] = Conversation(record, self._sink, self.store)
+                self._lost.discard(conversation_id)
         finally:
             self._reserved.discard(conversation_id)
         if log.isEnabledFor(logging.INFO):
@@ -363,6 +367,7 @@ class ConversationManager:
         if conv is None or self._task_group is None:
             return
         log.warning("lost the lease on %s to another process: unloading it", conversation_id)
+        self._lost.add(conversation_id)
         if conv.turn is not None:
             conv.turn.abort("leaseLost")
         self._task_group.start_soon(self._unload_lost, conv)
@@ -450,5 +455,7 @@ class ConversationManager:
     def _require(self, conversation_id: str) -> Conversation:
         conv = self._loaded.get(conversation_id)
         if conv is None:
+            if conversation_id in self._lost:
+                raise ConversationLocked(conversation_id)
             raise ConversationNotFound(conversation_id)
         return conv
