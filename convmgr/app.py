@@ -225,7 +225,7 @@ class FrontFactory(Protocol):
 
 
 class Session:
-    """How a session ends (PROTOCOL section 2): the first reason to stop wins.
+    """How a session ends (docs/protocol.md §2): the first reason to stop wins.
 
     End of input drains: requests already read are answered and running turns
     may finish, for up to drain_timeout. `exit`, a signal or a client that

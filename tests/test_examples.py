@@ -20,11 +20,16 @@ messages stay, the server's are replaced) and review the diff:
 docs/protocol.md is checked here too: it names every method, server request,
 notification, event type, history item type, error code, capability and
 configuration key of tools, and the messages it shows have today's shapes.
+Its sections on the other front ends (15, `convmgr acp`; 16, `convmgr mcp`)
+name every method the dialect registers, every tool, update kind, stop reason
+and error code its code has (read from the code, not listed here), and every
+message they show passes the official ACP schema or MCP types strictly.
 
 examples/tool_client.py is the README's tools example, character for
 character: a test runs it and another checks the two are the same text.
 """
 
+import ast
 import json
 import re
 import shlex
@@ -48,6 +53,8 @@ EXAMPLES = ROOT / "examples"
 README = ROOT / "README.md"
 TRANSCRIPT = EXAMPLES / "transcript.jsonl"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
+# docs/protocol.md's sections on `convmgr acp` and `convmgr mcp`.
+ACP_SECTION, MCP_SECTION = 15, 16
 SERVER_ARGS = ("--no-store",)
 TERMINAL = frozenset({"turnComplete", "turnAborted", "turnFailed"})
 # A guard against a hang, never a wait: every read returns as soon as its message is there.
@@ -319,9 +326,23 @@ def test_protocol_doc_names_every_capability_and_tools_setting() -> None:
     assert "`--tool-timeout`" in doc
 
 
-def doc_messages() -> list[Any]:
-    """Every whole JSON message the page shows: one-line examples and transcript lines."""
+def doc_part(first: int, end: int | None = None) -> str:
+    """The page from section `first` up to section `end` (to its end without one)."""
     doc = PROTOCOL_DOC.read_text(encoding="utf-8")
+    start = doc.index(f"\n## {first}. ")
+    return doc[start : doc.index(f"\n## {end}. ") if end is not None else None]
+
+
+def convmgr_part() -> str:
+    """The sections on convmgr's own protocol (1 to 14), before the other front ends."""
+    doc = PROTOCOL_DOC.read_text(encoding="utf-8")
+    return doc[: doc.index(f"\n## {ACP_SECTION}. ")]
+
+
+def doc_messages(doc: str | None = None) -> list[Any]:
+    """Every whole JSON message the page (or `doc`) shows: one-line examples, transcripts."""
+    if doc is None:
+        doc = PROTOCOL_DOC.read_text(encoding="utf-8")
     found = []
     for block in re.findall(r"```[a-z]*\n(.*?)```", doc, re.S):
         for line in block.splitlines():
@@ -337,7 +358,7 @@ def doc_messages() -> list[Any]:
 def test_protocol_doc_messages_have_todays_shapes() -> None:
     """Captured once, kept current: what the server changed since shows up here."""
     messages = []
-    for value in doc_messages():
+    for value in doc_messages(convmgr_part()):
         messages += value if isinstance(value, list) else [value]
     messages = [m for m in messages if isinstance(m, dict)]  # a batch may hold anything
     assert len(messages) > 100
@@ -367,6 +388,201 @@ def test_protocol_doc_json_examples_parse() -> None:
             # One message a line, as on the wire.
             for line in filter(str.strip, block.splitlines()):
                 json.loads(line)
+
+
+# --- the other front ends: sections 15 (`convmgr acp`) and 16 (`convmgr mcp`) ---------------
+
+
+class _MethodTable:
+    """A Connection stand-in that records what a dialect's method table registers."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self.notifications: list[str] = []
+
+    def method(self, name: str, handler: Any) -> None:
+        self.methods.append(name)
+
+    def notification(self, name: str, handler: Any) -> None:
+        self.notifications.append(name)
+
+    def map_errors(self, mapper: Any) -> None:
+        pass
+
+
+def _module_tree(module: Any) -> ast.Module:
+    return ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+
+
+def sent_methods(*modules: Any) -> set[str]:
+    """What the modules send: `request(...)`/`_request(...)` methods, `"method"` of messages."""
+    found: set[str] = set()
+    for module in modules:
+        for node in ast.walk(_module_tree(module)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("request", "_request")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(node.args[0].value)
+    return found | dict_values(*modules, key="method")
+
+
+def dict_values(*modules: Any, key: str) -> set[str]:
+    """The constant values the modules' dict literals give `key`."""
+    return {
+        value.value
+        for module in modules
+        for node in ast.walk(_module_tree(module))
+        if isinstance(node, ast.Dict)
+        for k, value in zip(node.keys, node.values, strict=True)
+        if isinstance(k, ast.Constant) and k.value == key and isinstance(value, ast.Constant)
+    }
+
+
+def string_arguments(module: Any, function: str) -> set[str]:
+    """The string constants `function(...)` is called with first in the module."""
+    return {
+        node.args[0].value
+        for node in ast.walk(_module_tree(module))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == function
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+
+
+def _missing(part: str, names: Any) -> list[str]:
+    return sorted(str(name) for name in set(names) if f"`{name}`" not in part)
+
+
+def test_protocol_doc_names_every_acp_method_update_tool_and_code() -> None:
+    from convmgr.core import events as core
+    from convmgr.dialects.acp import client, handlers, notifications, translate
+    from convmgr.dialects.acp.front import AcpFront
+
+    part = doc_part(ACP_SECTION, MCP_SECTION)
+    table = _MethodTable()
+    server = handlers.Server(table, None, None, None, None)  # type: ignore[arg-type]
+    assert len(table.methods) >= 10
+    assert not _missing(part, [*table.methods, *table.notifications]), "methods"
+    for name in table.methods:
+        if name != "initialize":
+            assert f"| [`{name}`]" in part, f"the session methods table lacks {name}"
+    sent = sent_methods(client, notifications) | {AcpFront.cancel_form[0]}
+    assert not _missing(part, sent), "requests and notifications convmgr sends"
+    answer = server.initialize({"protocolVersion": 1})
+    capabilities = answer["agentCapabilities"]
+    assert not _missing(part, [*answer, *capabilities, *capabilities["sessionCapabilities"]])
+    # Update kinds: the chunks and the dict literals the dialect builds.
+    kinds = string_arguments(translate, "_chunk")
+    kinds |= dict_values(translate, notifications, key="sessionUpdate")
+    assert {"agent_message_chunk", "tool_call", "tool_call_update"} <= kinds
+    assert not _missing(part, kinds), "session/update kinds"
+    # Stop reasons, from every way a turn ends.
+    finish = typing.get_args(events.TurnComplete.model_fields["finish_reason"].annotation)
+    ends: list[Any] = [core.TurnComplete("", reason) for reason in finish]
+    ends += [core.TurnAborted("interrupted"), core.TurnFailed("", "tool_rounds")]
+    reasons = {translate.stop_reason(end) for end in ends}
+    assert translate.stop_reason(core.TurnFailed("", "http_401")) is None
+    assert not _missing(part, reasons), "stop reasons"
+    for tool in translate.editor_tools(True, True, True):
+        assert not _missing(part, [tool["name"], *tool["inputSchema"]["properties"]]), tool["name"]
+    assert not _missing(part, [option["optionId"] for option in client.PERMISSION_OPTIONS])
+    for code, reason in handlers._REASONS.values():
+        assert f"| {int(code)} |" in part and f"`{reason}`" in part, reason
+    assert f"| {handlers.RESOURCE_NOT_FOUND} |" in part
+
+
+def test_protocol_doc_names_every_mcp_method_tool_and_code() -> None:
+    from convmgr.dialects.mcp import client, server, tools, turns, wire
+
+    part = doc_part(MCP_SECTION, MCP_SECTION + 1)
+    table = _MethodTable()
+    server.McpServer(table, None, None, None, None)  # type: ignore[arg-type]
+    assert "tools/call" in table.methods
+    assert not _missing(part, [*table.methods, *table.notifications]), "methods"
+    assert not _missing(part, sent_methods(client, turns)), "requests and notifications sent"
+    for tool in tools.TOOLS:
+        assert not _missing(part, [tool["name"], *tool["inputSchema"]["properties"]]), tool["name"]
+        for field in tool["outputSchema"]["anyOf"][0]["required"]:
+            assert re.search(rf"`[^`]*\b{field}\b[^`]*`", part), f"{tool['name']}: {field}"
+        assert f"| `{tool['name']}` |" in part, f"the tools table lacks {tool['name']}"
+    codes = set(server._CODES.values()) | string_arguments(server, "failure")
+    assert {"not_found", "busy", "turn_failed", "aborted"} <= codes
+    for code in codes:
+        assert f"| `{code}` |" in part, f"the tool errors table lacks {code}"
+    assert all(version in part for version in wire.HANDSHAKE_PROTOCOL_VERSIONS)
+    assert f"`{server.SCHEME}ID`" in part and server.RESOURCE_TEMPLATE["uriTemplate"] in part
+
+
+def transcript_blocks(part: str) -> list[list[tuple[str, str]]]:
+    """Each code block's `client → ` / `server → ` lines that are whole JSON messages."""
+    blocks = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", part, re.S):
+        lines = []
+        for line in block.splitlines():
+            match = re.match(r"(client|server) → (\{.*\})$", line)
+            if match:
+                json.loads(match.group(2))
+                lines.append((match.group(1), match.group(2)))
+        if lines:
+            blocks.append(lines)
+    return blocks
+
+
+def test_protocol_doc_acp_messages_fit_the_acp_schema() -> None:
+    from acp_harness import REQUESTS, RESULTS, check_error, strict
+
+    from convmgr.dialects.acp.front import AcpFront
+
+    checked = 0
+    for block in transcript_blocks(doc_part(ACP_SECTION, MCP_SECTION)):
+        asked: dict[Any, str] = {}
+        for direction, line in block:
+            message = json.loads(line)
+            if direction == "client":
+                if "method" in message and "id" in message:
+                    asked[message["id"]] = message["method"]
+                continue
+            where = f"docs/protocol.md: {line[:120]}"
+            assert message.get("jsonrpc") == "2.0", where
+            method = message.get("method")
+            if method is None:
+                if "error" in message:
+                    check_error(message["error"], where)
+                else:
+                    strict(RESULTS[asked[message["id"]]], message["result"], where)
+            elif method == "session/update":
+                strict(acp_schema().SessionNotification, message["params"], where)
+            elif method == AcpFront.cancel_form[0]:
+                assert message["params"].keys() == {AcpFront.cancel_form[1]}, where
+            else:
+                strict(REQUESTS[method], message["params"], where)
+            checked += 1
+    assert checked > 100
+
+
+def acp_schema() -> Any:
+    from acp import schema
+
+    return schema
+
+
+def test_protocol_doc_mcp_messages_fit_the_mcp_types() -> None:
+    from mcp_wire_check import WireLog
+
+    checked = 0
+    for block in transcript_blocks(doc_part(MCP_SECTION, MCP_SECTION + 1)):
+        log = WireLog()
+        for direction, line in block:
+            log.add("<" if direction == "client" else ">", line)
+        checked += len(log.server_messages())
+    assert checked > 40
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """python-lsp-jsonrpc's Endpoint, behind one seam: the server's own requests and their answers.
 
 convmgr sends requests to its client (`tool/call`, `approval/request`, and the
-like, PROTOCOL section 9). The Endpoint numbers them, sends them through the
+like, docs/protocol.md §14). The Endpoint numbers them, sends them through the
 outbound queue and resolves each one's future with the client's answer. That
 is all it is used for, and this module is the only one that touches it. Each
 quirk of version 1.1.2 that shaped this, and how convmgr stays clear of it:

@@ -1,4 +1,4 @@
-"""The shape of the TOML configuration file (PROTOCOL.md section 7), as pydantic models.
+"""The shape of the TOML configuration file (README; docs/protocol.md §14), as pydantic models.
 
 Imported only when a configuration file exists, so that a server without one
 does not build these schemas at start-up.
@@ -42,7 +42,7 @@ class ProviderConfig(BaseModel):
     project: str | None = None
     request_timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=100)
-    # Not in PROTOCOL.md's example: the first retry's backoff, for fast tests
+    # Not in the README's example files: the first retry's backoff, for fast tests
     # and for servers on the same machine.
     retry_base_delay_s: float = Field(default=0.5, ge=0, le=60)
     # The model's context window in tokens, when known: ACP clients are told how
@@ -83,12 +83,12 @@ class ProviderConfig(BaseModel):
         return value
 
 
-# PROTOCOL.md section 9: MCP server names are part of the tool names the model sees.
+# docs/protocol.md §14: MCP server names are part of the tool names the model sees.
 SERVER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class McpServerConfig(BaseModel):
-    """One `[mcp_servers.NAME]` table (PROTOCOL.md section 9)."""
+    """One `[mcp_servers.NAME]` table (docs/protocol.md §14)."""
 
     model_config = _CONFIG
 
@@ -135,7 +135,7 @@ class ConfigFile(BaseModel):
     default_provider: Annotated[str, StringConstraints(min_length=1)] = "echo"
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
-    # Model calls per turn (PROTOCOL.md section 9); past it the turn fails.
+    # Model calls per turn (docs/protocol.md §14); past it the turn fails.
     max_tool_rounds: int = Field(default=32, ge=1, strict=True)
     store: StoreConfig | None = None
 

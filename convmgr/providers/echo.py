@@ -1,7 +1,7 @@
 """The built-in `echo` provider: an offline, deterministic model.
 
 It echoes the turn's input. In a conversation with tools it also calls them
-(PROTOCOL section 9): `/call NAME {json}` lines of the input ask for calls,
+(docs/protocol.md §14): `/call NAME {json}` lines of the input ask for calls,
 and the next model call echoes their outputs (or makes the calls that those
 outputs' own `/call` lines ask for).
 """

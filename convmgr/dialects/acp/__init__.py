@@ -1,1 +1,1 @@
-"""ACP, the Agent Client Protocol (PROTOCOL section 10): `convmgr acp`, for editors."""
+"""ACP, the Agent Client Protocol (docs/protocol.md §15): `convmgr acp`, for editors."""

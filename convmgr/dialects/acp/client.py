@@ -48,7 +48,7 @@ class Malformed(Exception):
 
 
 class AcpClient:
-    """Server → client requests of the ACP dialect (PROTOCOL section 10)."""
+    """Server → client requests of the ACP dialect (docs/protocol.md §15)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn

@@ -1,4 +1,4 @@
-"""The ACP dialect's method table: ACP requests to manager calls (PROTOCOL section 10).
+"""The ACP dialect's method table: ACP requests to manager calls (docs/protocol.md §15).
 
 Each handler checks its params and returns its result, or Work naming the
 session it orders on (as in the convmgr dialect, so nothing about a session

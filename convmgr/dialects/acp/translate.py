@@ -13,7 +13,7 @@ from convmgr.model import Item
 READ_FILE = "read_file"
 WRITE_FILE = "write_file"
 RUN_COMMAND = "run_command"
-# Calls that change something on the user's machine: approved first (PROTOCOL section 10).
+# Calls that change something on the user's machine: approved first (docs/protocol.md §15).
 ASKED_FIRST = frozenset({WRITE_FILE, RUN_COMMAND})
 
 _PATH = "the file (relative: to the session's cwd)"

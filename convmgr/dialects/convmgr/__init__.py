@@ -1,1 +1,1 @@
-"""The convmgr dialect: PROTOCOL sections 1-9, its wire types and its method table."""
+"""The convmgr dialect: docs/protocol.md §§1-14, its wire types and its method table."""

@@ -12,7 +12,7 @@ from convmgr.tools.results import MalformedResult, outcome_of_result
 log = logging.getLogger(__name__)
 
 class ConnectionClient:
-    """Server → client requests over a Connection (PROTOCOL section 9)."""
+    """Server → client requests over a Connection (docs/protocol.md §14)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn

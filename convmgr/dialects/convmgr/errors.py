@@ -1,4 +1,4 @@
-"""convmgr's own JSON-RPC error codes (PROTOCOL section 6); the standard ones are jsonrpc's."""
+"""convmgr's own JSON-RPC error codes (docs/protocol.md §7); the standard ones are jsonrpc's."""
 
 from enum import IntEnum
 

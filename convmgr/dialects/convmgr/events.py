@@ -1,4 +1,4 @@
-"""`conversation/event` notification types (PROTOCOL.md section 5)."""
+"""`conversation/event` notification types (docs/protocol.md §6)."""
 
 from typing import Annotated, Any, Literal
 
@@ -74,7 +74,8 @@ class StreamError(WireModel):
 
 
 class ToolCall(WireModel):
-    """The model asked for a tool call (1.1, PROTOCOL section 9); its `toolResult` follows."""
+    """The model asked for a tool call (1.1, docs/protocol.md section 14); its `toolResult`
+    follows."""
 
     type: Literal["toolCall"] = Field(default="toolCall", description='Always `"toolCall"`.')
     call_id: str = Field(

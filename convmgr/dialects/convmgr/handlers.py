@@ -144,7 +144,7 @@ _CLIENT_INFO_KEYS = frozenset({"name", "version"})
 def rpc_error(exc: Exception) -> RpcError:
     """The JSON-RPC error that answers a request whose handler or work raised `exc`.
 
-    Manager errors get their codes (PROTOCOL section 6), params that do not fit
+    Manager errors get their codes (docs/protocol.md §7), params that do not fit
     their model -32602 listing the errors, anything unexpected -32603 (logged,
     never shown to the client).
     """
@@ -166,7 +166,7 @@ def rpc_error(exc: Exception) -> RpcError:
 
 
 def _with_errors(error: RpcError) -> RpcError:
-    """Every -32602 lists what is wrong in `data.errors` (PROTOCOL section 6)."""
+    """Every -32602 lists what is wrong in `data.errors` (docs/protocol.md §7)."""
     if error.code != ErrorCode.INVALID_PARAMS:
         return error
     data = error.data if isinstance(error.data, dict) else {}
@@ -306,7 +306,7 @@ class Server:
             await self.store.close()
             return {}
 
-        # After every request read before it is applied (PROTOCOL section 3).
+        # After every request read before it is applied (docs/protocol.md §3).
         return Work(work, keys=self.conn.held_keys())
 
     def on_exit(self, params: Any) -> None:

@@ -1,4 +1,4 @@
-"""History items and text content (PROTOCOL.md section 4, HistoryItem)."""
+"""History items and text content (docs/protocol.md §4, History items)."""
 
 from typing import Annotated, Literal
 

@@ -1,4 +1,4 @@
-"""Params and results of the lifecycle methods and notifications (PROTOCOL.md section 2).
+"""Params and results of the lifecycle methods and notifications (docs/protocol.md §2).
 
 Kept apart from the conversation methods: `initialize` needs only these, and
 an editor pays for every model class built before its answer.

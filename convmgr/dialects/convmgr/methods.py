@@ -1,4 +1,4 @@
-"""Params and results of the conversation methods (PROTOCOL.md section 4)."""
+"""Params and results of the conversation methods (docs/protocol.md §§4-5)."""
 
 from typing import Annotated, Any, Literal
 
@@ -11,7 +11,7 @@ from convmgr.dialects.convmgr.items import HistoryItem, TextContent
 # --- conversations ---------------------------------------------------------
 
 
-# PROTOCOL section 4's limits, as JSON text.
+# docs/protocol.md §9's limits, as JSON text.
 MAX_METADATA_BYTES = 64 << 10
 MAX_INSTRUCTIONS_BYTES = 1 << 20
 
@@ -31,7 +31,7 @@ TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class ToolDefinition(WireModel):
-    """A client tool: the client runs it when the model calls it (PROTOCOL section 9)."""
+    """A client tool: the client runs it when the model calls it (docs/protocol.md section 14)."""
 
     name: Annotated[
         str,

@@ -7,7 +7,7 @@ from convmgr.jsonrpc.outbound import Outbound
 
 
 def wire_event(event: e.Event) -> dict[str, Any]:
-    """The `event` object of a `conversation/event` notification (PROTOCOL section 5)."""
+    """The `event` object of a `conversation/event` notification (docs/protocol.md §6)."""
     kind = type(event)
     # Deltas first: they are nearly every event of a turn.
     if kind is e.AgentMessageDelta:

@@ -1,4 +1,4 @@
-"""Requests convmgr sends to its client, and their answers (PROTOCOL section 9)."""
+"""Requests convmgr sends to its client, and their answers (docs/protocol.md §14)."""
 
 from typing import Any, Literal
 

@@ -2,8 +2,8 @@
 
 A host that declares form elicitation (protocol 2025-06-18 or later) is asked
 `elicitation/create` before a call to an MCP tool source with approval =
-"ask"; any other host cannot be asked, so such calls are denied (PROTOCOL
-section 10). Conversations started here have no client tools, but a stored
+"ask"; any other host cannot be asked, so such calls are denied (docs/protocol.md
+§16). Conversations started here have no client tools, but a stored
 one from `convmgr serve` may: calls to them fail, since an MCP host runs no
 tools for its servers.
 """

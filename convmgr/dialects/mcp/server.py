@@ -2,7 +2,7 @@
 
 Protocol faults (bad params, an unknown tool or resource, no handshake yet)
 are JSON-RPC errors; everything that goes wrong with a conversation is a tool
-result with `isError` (PROTOCOL section 10). Requests naming a conversation
+result with `isError` (docs/protocol.md §16). Requests naming a conversation
 are applied in the order read, as in the convmgr dialect: each takes a place
 in line for its conversation ids when it is read, and a turn gives it up once
 it has started, so a conversation_get never waits behind a running turn.
@@ -109,7 +109,7 @@ def failure_of(exc: Exception) -> wire.CallToolResult:
 
 
 def conversation_info(view: ConversationView) -> Json:
-    """ConversationInfo, as the convmgr dialect's getConversation gives it (PROTOCOL section 4)."""
+    """ConversationInfo, as the convmgr dialect's getConversation gives it (docs/protocol.md §4)."""
     record = view.record
     info: Json = {"conversationId": record.conversation_id}
     info["status"] = "running" if view.running else "idle"

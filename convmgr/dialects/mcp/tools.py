@@ -1,4 +1,4 @@
-"""The six conversation tools (PROTOCOL section 10): names, descriptions, input and output schemas.
+"""The six conversation tools (docs/protocol.md §16): names, descriptions, input and output schemas.
 
 Every result carries `structuredContent`, a success or `{error: {code, message}}`,
 so each outputSchema admits both (clients such as the TypeScript SDK check
@@ -11,7 +11,7 @@ from convmgr.dialects.mcp.wire import Tool
 
 Schema = dict[str, Any]
 
-# PROTOCOL section 4's conversation ids.
+# docs/protocol.md §4's conversation ids.
 CONVERSATION_ID: Schema = {
     "type": "string",
     "minLength": 1,
