@@ -6,7 +6,7 @@
 Spawns `python -m convmgr` (an empty configuration directory, so only `echo`)
 and plays the client that runs the tools. Echo asks for a call for each
 `/call NAME {json}` line of the turn's input, and for each such line in a
-tool's output (PROTOCOL section 9), so the client keeps a turn going for as many
+tool's output (docs/protocol.md), so the client keeps a turn going for as many
 rounds as it likes by answering `/call lookup {"step": N+1}`.
 
 1. latency (`--no-store`): one conversation, lock-step. The client times each

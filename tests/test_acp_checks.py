@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from acp import schema as s
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -103,6 +103,7 @@ def accepted(model: type[Any], value: Any) -> Any:
 
 
 @given(initialize_params)
+@example({"protocolVersion": 0, "clientCapabilities": None})
 def test_plain_initialize_is_valid_initialize(params: dict[str, Any]) -> None:
     if checks.plain_initialize(params):
         official = accepted(s.InitializeRequest, params)
@@ -110,9 +111,11 @@ def test_plain_initialize_is_valid_initialize(params: dict[str, Any]) -> None:
         info = checks.read_initialize(params)
         caps = official.client_capabilities
         assert info.protocol_version == official.protocol_version
-        assert info.terminal == bool(caps.terminal)
-        assert info.read_text_file == bool(caps.fs.read_text_file)
-        assert info.write_text_file == bool(caps.fs.write_text_file)
+        # `clientCapabilities: null` reads as none at all.
+        fs = caps.fs if caps is not None else None
+        assert info.terminal == bool(caps is not None and caps.terminal)
+        assert info.read_text_file == bool(fs is not None and fs.read_text_file)
+        assert info.write_text_file == bool(fs is not None and fs.write_text_file)
 
 
 @given(new_session_params)

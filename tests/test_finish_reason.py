@@ -1,4 +1,4 @@
-"""turnComplete.finishReason (PROTOCOL section 5): stop, length (the output limit), refusal."""
+"""turnComplete.finishReason (docs/protocol.md): stop, length (the output limit), refusal."""
 
 import json
 

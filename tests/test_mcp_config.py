@@ -1,4 +1,4 @@
-"""`[mcp_servers.NAME]` tables and `max_tool_rounds` in the configuration file (PROTOCOL 9)."""
+"""`[mcp_servers.NAME]` tables and `max_tool_rounds` in the configuration file."""
 
 import tomllib
 from pathlib import Path

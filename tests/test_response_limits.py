@@ -1,4 +1,4 @@
-"""PROTOCOL section 4's limits: metadata and instructions sizes, no response over the limit."""
+"""docs/protocol.md's limits: metadata and instructions sizes, no response over the limit."""
 
 import json
 from typing import Any

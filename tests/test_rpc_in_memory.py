@@ -1,4 +1,4 @@
-"""The wire contract (PROTOCOL.md sections 1-6) in memory: the real session, no process.
+"""The wire contract (docs/protocol.md) in memory: the real session, no process.
 
 Each test runs `app.serve` — the connection, the convmgr dialect's method table,
 a ConversationManager with the echo provider — on an in-memory byte stream and
@@ -423,7 +423,7 @@ async def test_remove_and_resume(server):
 
 
 async def test_seq_keeps_growing_across_remove_and_resume(server):
-    """PROTOCOL §3.3: seq grows by exactly 1 per notification of a conversation, and
+    """docs/protocol.md: seq grows by exactly 1 per notification of a conversation, and
     a resumed conversation is the same conversation: its shutdownComplete counts."""
     await new(server, "s")
     _, first = await run_turn(server, "s", "one")
@@ -1008,7 +1008,7 @@ async def test_initialize_params_outside_the_fast_path_are_validated(client):
 
 
 async def test_pipelined_conversations_answer_before_their_events(framing):
-    """The ordering rules of PROTOCOL section 3 with everything written at once: each
+    """The ordering rules of docs/protocol.md with everything written at once: each
     creation and turn response before the conversation's first event, seq from 1 without
     gaps, one terminal event per turn, the reply equal to the input."""
     n = 60

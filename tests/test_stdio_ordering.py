@@ -1,4 +1,4 @@
-"""Ordering and lifecycle under load (PROTOCOL.md sections 2 and 3), through real pipes.
+"""Ordering and lifecycle under load (docs/protocol.md and 3), through real pipes.
 
 Requests are pipelined: written before anything is read. Timeouts are failure
 guards only, and nothing is measured: "promptly" is shown by order, a turn cut

@@ -1,4 +1,4 @@
-"""Client tools through the real session in memory (PROTOCOL section 9), driven by echo's /call.
+"""Client tools through the real session in memory (docs/protocol.md), driven by echo's /call.
 
 The client declares tools on newConversation and answers the server's
 `tool/call` requests; every message is checked against the wire models

@@ -1,4 +1,4 @@
-"""Client tools through the real process, in both framings (PROTOCOL section 9).
+"""Client tools through the real process, in both framings (docs/protocol.md).
 
 tests/test_tools_client.py covers the tool rules in memory; these keep to what
 only a process shows: `tool/call` requests and the server's `$/cancelRequest`
