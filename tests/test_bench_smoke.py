@@ -41,12 +41,17 @@ TOOLS_ROWS = (
 def test_bench_quick_runs_and_prints_the_table(
     tmp_path: Path, script: str, rows: tuple[str, ...]
 ) -> None:
+    run_quick(tmp_path, script, rows)
+
+
+def run_quick(tmp_path: Path, script: str, rows: tuple[str, ...], timeout: float = 120) -> None:
+    """Run `script --quick`: it succeeds, prints the table with these rows, writes its JSON."""
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -56,3 +61,29 @@ def test_bench_quick_runs_and_prints_the_table(
         assert row in proc.stdout, row
     assert "phase failed" not in proc.stdout
     assert out.exists()
+
+
+POSTGRES_ROWS = (
+    "echo turns/s, 10 conversations, sqlite",
+    "echo turns/s, 10 conversations, postgres",
+    "listConversations 50 of",
+    "resumeConversation",
+    "getConversation page of",
+    "slow db: ping p99, db packets +50 ms",
+    "slow db: getConversation of another p99, no delay",
+)
+
+
+def test_bench_postgres_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
+    """bench_postgres.py starts its own PostgreSQL server: skipped without one, except in CI."""
+    import os
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pg_server import bin_dir
+
+    if bin_dir() is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}")
+        pytest.skip(reason)
+    run_quick(tmp_path, "bench_postgres.py", POSTGRES_ROWS, timeout=180)
