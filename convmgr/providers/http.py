@@ -263,11 +263,6 @@ class OpenAICompatibleProvider:
         self.settings = settings
         self._url = endpoint_url(settings.base_url, self.path)
         self._shown_url = shown_url(self._url)
-        self._headers = _request_headers(settings)
-        self._bearer = settings.api_key_header.lower() == AUTHORIZATION.lower()
-        self._secrets = tuple(
-            value for _, value in settings.headers if len(value) >= _SECRET_MIN_CHARS
-        )
         self._client: httpx.AsyncClient | None = None
         self._client_lock: anyio.Lock | None = None
 
@@ -303,13 +298,7 @@ class OpenAICompatibleProvider:
     async def stream(self, request: TurnRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Stream one reply, retrying failed attempts from the start; ProviderError at the end."""
         # Read at turn time so that a key exported (or rotated) after start-up is used.
-        key = self._api_key()
-        headers = self._headers
-        secrets = self._secrets
-        if key:
-            value = f"Bearer {key}" if self._bearer else key
-            headers = {**headers, self.settings.api_key_header: value}
-            secrets = (key, *secrets)
+        headers, secrets = provider_headers(self.settings, self._api_key())
         content = json.dumps(self.build_body(request), ensure_ascii=False).encode()
         client = self._client or await self._make_client()
         log.debug("provider %s: POST %s (%d bytes)", self.name, self._url, len(content))
