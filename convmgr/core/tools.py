@@ -50,15 +50,6 @@ def parse_arguments(text: str) -> tuple[dict[str, Any] | None, Any]:
     return (value if isinstance(value, dict) else None), value
 
 
-def uses_tools(
-    settings: ConversationSettings, hub: McpHub | None, extra_servers: Sequence[str] = ()
-) -> bool:
-    """Whether a conversation with these settings (and MCP servers of its own) has a tool source."""
-    if settings.tools:
-        return True
-    return bool(hub is not None and (extra_servers or mcp_servers_of(settings, hub)))
-
-
 def mcp_servers_of(settings: ConversationSettings, hub: McpHub) -> list[str]:
     """The configured MCP servers a conversation uses (all of them unless it chose some)."""
     if settings.mcp_servers is None:
@@ -167,7 +158,10 @@ class Toolbox:
         self, settings: ConversationSettings, extra_servers: Sequence[str] = ()
     ) -> bool:
         """Whether a conversation with these settings (and servers of its own) has a tool source."""
-        return uses_tools(settings, self.hub, extra_servers)
+        if settings.tools:
+            return True
+        hub = self.hub
+        return bool(hub is not None and (extra_servers or mcp_servers_of(settings, hub)))
 
     def unknown_servers(self, settings: ConversationSettings) -> list[str]:
         """The MCP servers a conversation names that are not configured."""

@@ -136,6 +136,10 @@ class TurnRun:
         request = self.request
         tools: TurnTools | None = None
         own_servers = self.conv.mcp_servers
+        # The history, read once: what the provider is sent, and the count of earlier turns.
+        prior: list[Item] | None = None
+        if self.provider.needs_history:
+            prior = await self.store.read_items(self.conv.conversation_id, 0, None)
         if self.toolbox is not None and self.toolbox.uses_tools(
             self.conv.record.settings, own_servers
         ):
@@ -146,15 +150,15 @@ class TurnRun:
                 self.conv.emit(self.turn.turn_id, ToolSourceFailed(server, message))
             conv = self.conv
             if conv.turns is None:
-                history = await self.store.read_items(conv.conversation_id, 0, None)
+                history = prior
+                if history is None:
+                    history = await self.store.read_items(conv.conversation_id, 0, None)
                 conv.turns = sum(1 for item in history if is_user_message(item))
             conv.turns += 1
             request = replace(
                 request, tools=tools.functions(), turn_number=conv.turns, has_tools=True
             )
-        prior: list[Item] | None = None
-        if self.provider.needs_history:
-            prior = await self.store.read_items(self.conv.conversation_id, 0, None)
+        if prior is not None:
             prior.append(self.user_item)
         max_rounds = self.toolbox.limits.max_tool_rounds if self.toolbox is not None else 1
         rounds = 0
