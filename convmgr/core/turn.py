@@ -88,9 +88,9 @@ class TurnRun:
         # The calls being run, and their outcomes as they end.
         self.calls: list[p.ToolCallRequest] = []
         self.outcomes: list[ToolOutcome | None] = []
-        # The turn's usage so far, and what the model calls before the current one used.
-        self.usage: p.Usage | None = None
-        self.usage_before: p.Usage | None = None
+        # What the finished model calls used, and the current one (its stream reports its
+        # total last); the turn's usage is their sum.
+        self.spent: p.Usage | None = None
         self.call_usage: p.Usage | None = None
         self.failure: TurnFailed | None = None
         # Why the current model call ended: stop, length or refusal.
@@ -210,7 +210,7 @@ class TurnRun:
                 elif type(event) is p.ToolCallRequest:
                     calls.append(event)
                 elif type(event) is p.Usage:
-                    self._add_usage(event)
+                    self.call_usage = event
                 elif type(event) is p.Finish:
                     self.finish_reason = event.reason
                 elif type(event) is p.Retrying:
@@ -222,23 +222,14 @@ class TurnRun:
                     conv.emit(turn_id, StreamError(event.message, event.attempt, event.retry_in_ms))
         return calls
 
-    def _add_usage(self, usage: p.Usage) -> None:
-        # A stream reports its call's total last; the turn's is the sum over its calls.
-        self.call_usage = usage
-        done = self.usage_before
-        self.usage = (
-            usage
-            if done is None
-            else p.Usage(
-                done.input_tokens + usage.input_tokens,
-                done.output_tokens + usage.output_tokens,
-                done.total_tokens + usage.total_tokens,
-            )
-        )
+    @property
+    def usage(self) -> p.Usage | None:
+        """The turn's token usage so far: the sum over its model calls."""
+        return _added(self.spent, self.call_usage)
 
     async def _run_calls(self, calls: list[p.ToolCallRequest], tools: TurnTools) -> None:
         """Run one reply's calls concurrently; their items go into the history in model order."""
-        self.usage_before = self.usage
+        self.spent, self.call_usage = self.usage, None
         conv, turn_id = self.conv, self.turn.turn_id
         self.calls, self.outcomes = calls, [None] * len(calls)
         self.tool_calls += len(calls)
@@ -482,3 +473,14 @@ class TurnRun:
                 return stored is not None and stored.history_length != length_before
             await anyio.sleep(delay)
             delay = min(delay * 2, _RESOLVE_MAX_S)
+
+
+def _added(a: p.Usage | None, b: p.Usage | None) -> p.Usage | None:
+    """The sum of two usages, either of which may be missing."""
+    if a is None or b is None:
+        return a or b
+    return p.Usage(
+        a.input_tokens + b.input_tokens,
+        a.output_tokens + b.output_tokens,
+        a.total_tokens + b.total_tokens,
+    )
